@@ -1,0 +1,39 @@
+# Every target sets up what it needs on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench dashboards e2e system-deps clean typecheck
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[otel,dev]'
+	touch $(STAMP)
+
+# Debian's Prometheus and Alertmanager for the integration tests (only when root).
+system-deps:
+	@bash .ci/system-deps.sh
+
+demo: $(STAMP)
+	$(VENV)/bin/graphai
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check graphai tests benchmarks examples dashboards
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+dashboards: $(STAMP)
+	$(PY) dashboards/generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,55 @@
+"""
+graphai: async streaming LLM/agent graphs that observe themselves.
+
+A drop-in replacement for graphai-lib 0.0.12 (same import name and API) whose Graph and
+Callback emit OpenTelemetry spans, per-token events and latency metrics.
+"""
+
+from __future__ import annotations
+
+from graphai.callback import (
+    Callback,
+    EventCallback,
+    GraphEvent,
+    GraphEventType,
+    StreamItem,
+    parse_stream_token,
+)
+from graphai.errors import (
+    BranchError,
+    ConsumerGoneError,
+    GraphCompileError,
+    GraphError,
+    MaxStepsError,
+    NodeNotFoundError,
+    NoOutgoingEdgeError,
+    StreamClosedError,
+)
+from graphai.graph import Graph
+from graphai.nodes import node, router
+from graphai.schema import FunctionSchema, get_schemas
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BranchError",
+    "Callback",
+    "ConsumerGoneError",
+    "EventCallback",
+    "FunctionSchema",
+    "Graph",
+    "GraphCompileError",
+    "GraphError",
+    "GraphEvent",
+    "GraphEventType",
+    "MaxStepsError",
+    "NoOutgoingEdgeError",
+    "NodeNotFoundError",
+    "StreamClosedError",
+    "StreamItem",
+    "__version__",
+    "get_schemas",
+    "node",
+    "parse_stream_token",
+    "router",
+]

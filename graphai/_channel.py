@@ -1,0 +1,158 @@
+"""
+The token channel between one producer side (nodes, the engine) and one consumer (``aiter()``).
+
+A deque plus at most one waiter future: ``put`` is a plain append (no await point, no
+allocation beyond the deque slot) and wakes the consumer only when it is actually waiting.
+Cancellation-safe: a waiter removes itself in ``finally`` and items live in the deque, so a
+cancelled ``get`` loses nothing.
+
+An optional bound (``maxsize``) gives backpressure: ``wait_space()`` suspends an async producer
+until the consumer has taken enough items. Sync producers (``callback(token)``) cannot wait and
+may exceed the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from time import perf_counter
+from typing import Any, Callable, NamedTuple
+
+__all__ = ["Channel", "ChannelStatistics", "Timed"]
+
+
+class ChannelStatistics(NamedTuple):
+    """A snapshot of a channel, as ``Callback.statistics()`` returns it."""
+
+    buffered: int
+    max_buffered: int | None
+    closed: bool
+    consumer_gone: bool
+    consumer_waiting: bool
+    producer_waiting: bool
+
+
+class Timed:
+    """A sampled content token carrying the time it was put (delivery-delay telemetry)."""
+
+    __slots__ = ("t", "token")
+
+    def __init__(self, token: Any, t: float) -> None:
+        self.token = token
+        self.t = t
+
+
+class Channel:
+    __slots__ = (
+        "_space",
+        "_waiter",
+        "buf",
+        "closed",
+        "consumed",
+        "gone",
+        "maxsize",
+        "on_delay",
+        "sample_every",
+        "_sample_left",
+    )
+
+    def __init__(self, maxsize: int | None = None) -> None:
+        if maxsize is not None and (not isinstance(maxsize, int) or maxsize < 1):
+            raise ValueError(f"max_buffered must be a positive int or None, got {maxsize!r}")
+        self.buf: deque[Any] = deque()
+        self.maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self._space: asyncio.Future[None] | None = None
+        self.closed = False  # no more items may be put (END was put, or the consumer is gone)
+        self.gone = False  # the consumer stopped reading
+        self.consumed = False  # a consumer has finished (a second aiter() yields nothing)
+        # delivery-delay sampling; 0 = off. on_delay(seconds) is called by the consumer side.
+        self.sample_every = 0
+        self._sample_left = 0
+        self.on_delay: Callable[[float], None] | None = None
+
+    # -- producer side -------------------------------------------------------------------
+    def put(self, item: Any) -> None:
+        """Append an item and wake the consumer if it waits. Never blocks."""
+        if self.sample_every:
+            self._sample_left -= 1
+            if self._sample_left <= 0:
+                self._sample_left = self.sample_every
+                item = Timed(item, perf_counter())
+        self.buf.append(item)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def put_marker(self, item: Any) -> None:
+        """Append a control item (never sampled)."""
+        self.buf.append(item)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def full(self) -> bool:
+        return self.maxsize is not None and len(self.buf) >= self.maxsize
+
+    async def wait_space(self) -> None:
+        """Suspend until the buffer is below its bound (or the consumer is gone)."""
+        while self.maxsize is not None and len(self.buf) >= self.maxsize and not self.gone:
+            fut = self._space
+            if fut is None or fut.done():
+                fut = self._space = asyncio.get_running_loop().create_future()
+            try:
+                await fut
+            finally:
+                if self._space is fut and fut.done():
+                    self._space = None
+
+    # -- consumer side -------------------------------------------------------------------
+    async def wait_item(self) -> None:
+        """Suspend until the buffer holds an item."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiter = fut
+        try:
+            await fut
+        finally:
+            if self._waiter is fut:
+                self._waiter = None
+
+    def taken(self) -> None:
+        """Called by the consumer after taking items when a bound is set: wake the producer."""
+        sp = self._space
+        if sp is not None and self.maxsize is not None and len(self.buf) < self.maxsize:
+            self._space = None
+            if not sp.done():
+                sp.set_result(None)
+
+    def mark_gone(self) -> None:
+        """The consumer stopped reading: close for producers and release a waiting producer."""
+        self.gone = True
+        self.closed = True
+        self.consumed = True
+        sp = self._space
+        if sp is not None:
+            self._space = None
+            if not sp.done():
+                sp.set_result(None)
+
+    def statistics(self) -> ChannelStatistics:
+        return ChannelStatistics(
+            buffered=len(self.buf),
+            max_buffered=self.maxsize,
+            closed=self.closed,
+            consumer_gone=self.gone,
+            consumer_waiting=self._waiter is not None,
+            producer_waiting=self._space is not None,
+        )
+
+    # asyncio.Queue-like introspection (``callback.queue`` was an asyncio.Queue upstream)
+    def qsize(self) -> int:
+        return len(self.buf)
+
+    def empty(self) -> bool:
+        return not self.buf

@@ -1,0 +1,645 @@
+"""
+Callbacks: the stream between a graph's nodes and its consumer.
+
+Internally a callback carries typed items (node start, node id, node end, stream end markers
+and content tokens) through a :class:`~graphai._channel.Channel`. Strings such as
+``<graphai:NAME:start:>`` are rendered only at the consumer edge, in :meth:`Callback.aiter`, so
+a content token that happens to equal a special-token string is never mistaken for one.
+
+Each node run gets its own *view* of the callback (the object a node receives as its
+``callback`` parameter): same stream, its own node name, so tokens and end markers carry the
+right node under ``asyncio.gather``, branches and concurrent runs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import string
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import Enum
+from time import perf_counter
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
+
+from graphai import _hooks
+from graphai._channel import Channel, ChannelStatistics, Timed
+from graphai.errors import ConsumerGoneError, StreamClosedError
+
+__all__ = [
+    "Callback",
+    "CallbackProtocol",
+    "ChannelStatistics",
+    "EventCallback",
+    "GraphEvent",
+    "GraphEventType",
+    "StrEnum",
+    "StreamItem",
+    "parse_stream_token",
+]
+
+log_stream = True  # upstream module flag (unused there too)
+
+DEFAULT_SPECIAL_TOKEN_FORMAT = "<{identifier}:{token}:{params}>"
+DEFAULT_TOKEN_FORMAT = "{token}"
+
+# marker kinds
+_START = 0  # <id:NAME:start:>
+_ID = 1  # <id:NAME:>
+_END_NODE = 2  # <id:NAME:end:>
+_END = 3  # <id:END:>
+
+
+class _Marker:
+    __slots__ = ("kind", "name")
+
+    def __init__(self, kind: int, name: str) -> None:
+        self.kind = kind
+        self.name = name
+
+
+_END_MARKER = _Marker(_END, "END")
+
+# The node view currently running in this context (set by the engine around a node run), so
+# tokens sent through the *root* callback object are still attributed to the right node.
+_CURRENT_VIEW: contextvars.ContextVar[_StreamBase | None] = contextvars.ContextVar(
+    "graphai_current_view", default=None
+)
+
+
+class StrEnum(Enum):
+    """Enum whose ``str()`` is its value (as upstream's ``graphai.callback.StrEnum``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class GraphEventType(StrEnum):
+    START = "start"
+    END = "end"
+    START_NODE = "start_node"
+    END_NODE = "end_node"
+    CALLBACK = "callback"
+
+
+@dataclass
+class GraphEvent:
+    """
+    A graph event: node start/end, stream end, or a user event sent through an
+    :class:`EventCallback`.
+
+    Args:
+        type: ``start_node``, ``end_node``, ``callback``, ``end`` or a custom string.
+        identifier: the callback's identifier (a session id, say).
+        token: the token (LLM output chunk) or, for node events, the node name.
+        params: extra parameters (tool-call arguments, metadata).
+    """
+
+    type: GraphEventType | str
+    identifier: str
+    token: str | None = None
+    params: dict[str, Any] | None = None
+
+    def encode(self, charset: str = "utf-8") -> bytes:
+        """Server-sent-events framing: ``data: {compact JSON}\\n\\n`` (non-ASCII kept)."""
+        event_dict = {
+            "type": self.type.value if isinstance(self.type, Enum) else str(self.type),
+            "identifier": self.identifier,
+            "token": self.token,
+            "params": self.params,
+        }
+        data = f"data: {json.dumps(event_dict, ensure_ascii=False, separators=(',', ':'))}\n\n"
+        return data.encode(charset)
+
+
+@runtime_checkable
+class CallbackProtocol(Protocol):
+    """What ``Graph.execute`` needs of a callback (duck typing works too)."""
+
+    queue: Any
+
+    async def start_node(self, node_name: str, active: bool = True) -> None: ...
+    async def end_node(self, node_name: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _check_format(value: Any, arg: str, allowed: tuple[str, ...]) -> str | None:
+    """Validate a format string; returns None when the format is the identity ``{token}``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{arg} must be a str, got {type(value).__name__}")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"{arg} {value!r} is not a valid format string: {exc}") from None
+    for f in fields:
+        base = f.split(".", 1)[0].split("[", 1)[0]
+        if base not in allowed:
+            shown = "{" + f + "}" if f else "{}"
+            allowed_s = ", ".join("{" + a + "}" for a in allowed)
+            raise ValueError(
+                f"{arg} {value!r} uses unknown placeholder {shown}; allowed: {allowed_s}"
+            )
+    return None if value == "{token}" else value
+
+
+class _StreamBase:
+    """Shared machinery of :class:`Callback` and :class:`EventCallback`."""
+
+    # a view shares its root's channel; root: _root is self
+    __slots__ = (
+        "__dict__",
+        "_active",
+        "_chan",
+        "_first_token",
+        "_node_name",
+        "_open",
+        "_rec",
+        "_root",
+        "identifier",
+    )
+
+    # whether a node start also emits the node-id marker (<id:NAME:>); events have no such item
+    _id_marker: ClassVar[bool] = True
+
+    def _init_stream(self, identifier: str, max_buffered: int | None) -> None:
+        self.identifier = identifier
+        self._chan = Channel(max_buffered)
+        self._root = self
+        self._rec: _hooks.NodeObserver | None = None
+        self._node_name: str | None = None
+        self._active = True
+        self._first_token = True
+        self._open: dict[str, _hooks.NodeObserver] = {}
+
+    # -- upstream-compatible attributes ----------------------------------------------------
+    @property
+    def first_token(self) -> bool:
+        return self._root._first_token
+
+    @first_token.setter
+    def first_token(self, value: bool) -> None:
+        self._root._first_token = value
+
+    @property
+    def current_node_name(self) -> str | None:
+        return self._node_name
+
+    @current_node_name.setter
+    def current_node_name(self, value: str | None) -> None:
+        self._node_name = value
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self._active = value
+
+    @property
+    def queue(self) -> Channel:
+        """The underlying channel (upstream exposed an ``asyncio.Queue`` here)."""
+        return self._chan
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream is closed (END sent) or the consumer stopped reading."""
+        return self._chan.closed
+
+    def statistics(self) -> ChannelStatistics:
+        """Buffer use and waiting ends of the stream."""
+        return self._chan.statistics()
+
+    # -- views (engine use) ----------------------------------------------------------------
+    def _view(self, name: str, rec: _hooks.NodeObserver) -> _StreamBase:
+        v = object.__new__(type(self))
+        root = self._root
+        v.__dict__.update(root.__dict__)
+        v.identifier = root.identifier
+        v._chan = root._chan
+        v._root = root
+        v._rec = rec
+        v._node_name = name
+        v._active = True
+        v._first_token = False
+        v._open = root._open
+        return v
+
+    def _open_node(self, name: str, rec: _hooks.NodeObserver) -> _StreamBase:
+        """Emit the start markers of a node run and return its view."""
+        chan = self._chan
+        if chan.closed:
+            raise self._closed_error("Cannot start node on a closed stream")
+        self._root._first_token = False
+        chan.put_marker(_Marker(_START, name))
+        if self._id_marker:
+            chan.put_marker(_Marker(_ID, name))
+        return self._view(name, rec)
+
+    def _close_node(self) -> None:
+        """Emit the end marker of this view's node (silently skipped on a closed stream)."""
+        chan = self._chan
+        if not chan.closed and self._node_name is not None:
+            chan.put_marker(_Marker(_END_NODE, self._node_name))
+
+    def _closed_error(self, msg: str) -> StreamClosedError:
+        if self._chan.gone:
+            return ConsumerGoneError(f"{msg}: the consumer stopped reading")
+        return StreamClosedError(msg)
+
+    def _observer(self) -> _hooks.NodeObserver | None:
+        rec = self._rec
+        if rec is None and self._root is self:
+            v = _CURRENT_VIEW.get()
+            if v is not None and v._chan is self._chan:
+                return v._rec
+        return rec
+
+    def _check_node_name(self, node_name: str | None = None) -> None:
+        if node_name:
+            current = self._node_name
+            if current is None and self._root is self:
+                v = _CURRENT_VIEW.get()
+                if v is not None and v._chan is self._chan:
+                    current = v._node_name
+            if current != node_name:
+                raise ValueError(f"Node name mismatch: {current} != {node_name}")
+
+    # -- node management (standalone use) -------------------------------------------------
+    async def start_node(self, node_name: str, active: bool = True) -> None:
+        """Mark the start of a node: emits its start markers and opens its span."""
+        chan = self._chan
+        if chan.closed:
+            raise self._closed_error("Cannot start node on a closed stream")
+        self._node_name = node_name
+        self._root._first_token = False
+        self._active = active
+        rec = _hooks.get_instrumentation().standalone_node(node_name)
+        prev = self._open.pop(node_name, None)
+        if prev is not None:
+            prev.end(_hooks.OK)
+        self._open[node_name] = rec
+        self._rec = rec
+        if active:
+            chan.put_marker(_Marker(_START, node_name))
+            if self._id_marker:
+                chan.put_marker(_Marker(_ID, node_name))
+
+    async def end_node(self, node_name: str) -> None:
+        """Mark the end of a node: emits its end marker and ends its span."""
+        chan = self._chan
+        if chan.closed:
+            raise self._closed_error("Cannot end node on a closed stream")
+        name = node_name if node_name in self._open else self._node_name
+        if self._active and name is not None:
+            chan.put_marker(_Marker(_END_NODE, name))
+        rec = self._open.pop(name, None) if name is not None else None
+        if rec is not None:
+            rec.end(_hooks.OK)
+            if self._rec is rec:
+                self._rec = None
+
+    async def close(self) -> None:
+        """Close the stream: emits END once; later calls do nothing."""
+        chan = self._chan
+        if chan.closed:
+            return
+        chan.closed = True
+        chan.put_marker(_END_MARKER)
+        if self._open:
+            for rec in list(self._open.values()):
+                rec.end(_hooks.OK)
+            self._open.clear()
+
+    # -- consumer ---------------------------------------------------------------------------
+    def _render(self, m: _Marker) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _content(self, token: Any) -> Any:
+        return token
+
+    async def aiter(self) -> AsyncIterator[Any]:
+        """
+        Yield the stream until END (inclusive). A second ``aiter()`` after the stream ended
+        yields nothing. Cancelling the consumer propagates ``CancelledError``; a consumer that
+        stops early (break, cancel, ``aclose``) marks the stream gone, so the producer's next
+        token raises :class:`~graphai.errors.ConsumerGoneError`.
+        """
+        chan = self._chan
+        if chan.consumed:
+            return
+        buf = chan.buf
+        bounded = chan.maxsize is not None
+        render = self._render
+        content = self._content
+        finished = False
+        try:
+            while True:
+                if not buf:
+                    await chan.wait_item()
+                    continue
+                item = buf.popleft()
+                if bounded:
+                    chan.taken()
+                cls = item.__class__
+                if cls is str:
+                    yield content(item)
+                elif cls is _Marker:
+                    if item.kind == _END:
+                        finished = True
+                        yield render(item)
+                        return
+                    yield render(item)
+                elif cls is Timed:
+                    on_delay = chan.on_delay
+                    if on_delay is not None:
+                        try:
+                            on_delay(perf_counter() - item.t)
+                        except Exception:  # telemetry never breaks the stream
+                            pass
+                    yield content(item.token)
+                else:
+                    yield item
+        finally:
+            if finished:
+                chan.consumed = True
+            else:
+                chan.mark_gone()
+
+
+class Callback(_StreamBase):
+    """
+    The string-token callback (upstream's default). Streams content tokens and special tokens
+    ``<graphai:NAME:start:>``, ``<graphai:NAME:>``, ``<graphai:NAME:end:>`` and
+    ``<graphai:END:>``.
+
+    Args:
+        identifier: the ``{identifier}`` of special tokens.
+        special_token_format: format of special tokens; placeholders ``{identifier}``,
+            ``{token}``, ``{params}``. Unknown placeholders raise ``ValueError`` here.
+        token_format: format applied to string content tokens (placeholder ``{token}``).
+        max_buffered: optional bound on buffered items; ``await callback.acall()`` waits while
+            the buffer is full (backpressure). ``None`` (default): unbounded.
+
+    .. versionchanged:: 0.1.0
+       ``token_format`` is applied; no ``DeprecationWarning``; ``max_buffered`` added.
+    """
+
+    __slots__ = ("_special_fmt", "_tok_fmt", "_tokens_cache", "special_token_format", "token_format")
+
+    def __init__(
+        self,
+        identifier: str = "graphai",
+        special_token_format: str = DEFAULT_SPECIAL_TOKEN_FORMAT,
+        token_format: str = DEFAULT_TOKEN_FORMAT,
+        *,
+        max_buffered: int | None = None,
+    ) -> None:
+        _check_format(special_token_format, "special_token_format", ("identifier", "token", "params"))
+        self._tok_fmt = _check_format(token_format, "token_format", ("token",))
+        self.special_token_format = special_token_format
+        self.token_format = token_format
+        self._tokens_cache: dict[tuple[int, str], str] = {}
+        self._init_stream(identifier, max_buffered)
+
+    def _view(self, name: str, rec: _hooks.NodeObserver) -> _StreamBase:
+        v = super()._view(name, rec)
+        assert isinstance(v, Callback)
+        root = self._root
+        assert isinstance(root, Callback)
+        v.special_token_format = root.special_token_format
+        v.token_format = root.token_format
+        v._tok_fmt = root._tok_fmt
+        v._tokens_cache = root._tokens_cache
+        return v
+
+    def __call__(self, token: Any, node_name: str | None = None) -> None:
+        """Send a token (sync). Ignores ``max_buffered`` (a sync call cannot wait)."""
+        chan = self._chan
+        if chan.closed:
+            raise self._closed_error("Cannot add tokens to a closed stream")
+        if node_name:
+            self._check_node_name(node_name)
+        rec = self._rec
+        if rec is None:
+            rec = self._observer()
+        if rec is not None:
+            rec.token(token)
+        chan.put(token)
+
+    async def acall(self, token: Any, node_name: str | None = None) -> None:
+        """Send a token. With ``max_buffered`` set, waits while the buffer is full."""
+        chan = self._chan
+        if chan.closed:
+            raise self._closed_error("Cannot add tokens to a closed stream")
+        if node_name:
+            self._check_node_name(node_name)
+        if chan.maxsize is not None and len(chan.buf) >= chan.maxsize:
+            await chan.wait_space()
+            if chan.closed:
+                raise self._closed_error("Cannot add tokens to a closed stream")
+        rec = self._rec
+        if rec is None:
+            rec = self._observer()
+        if rec is not None:
+            rec.token(token)
+        chan.put(token)
+
+    def build_special_token(self, name: str, params: dict[str, Any] | None = None) -> str:
+        """Render a special token, e.g. ``build_special_token("END") == "<graphai:END:>"``."""
+        params_str = ",".join(f"{k}={v}" for k, v in params.items()) if params else ""
+        return self.special_token_format.format(
+            identifier=self.identifier or "", token=name, params=params_str
+        )
+
+    async def _build_special_token(self, name: str, params: dict[str, Any] | None = None) -> str:
+        return self.build_special_token(name, params)
+
+    def _render(self, m: _Marker) -> str:
+        key = (m.kind, m.name)
+        s = self._tokens_cache.get(key)
+        if s is None:
+            k = m.kind
+            token = (
+                f"{m.name}:start" if k == _START else f"{m.name}:end" if k == _END_NODE else m.name
+            )
+            s = self._tokens_cache[key] = self.build_special_token(token)
+        return s
+
+    def _content(self, token: Any) -> Any:
+        fmt = self._tok_fmt
+        return token if fmt is None else fmt.format(token=token)
+
+    def special_tokens(self) -> dict[str, str]:
+        """The format's END token and the patterns of node tokens (for stream parsers)."""
+        return {"end": self.build_special_token("END")}
+
+
+class EventCallback(_StreamBase):
+    """
+    The object-event callback: yields :class:`GraphEvent` objects (``start_node``,
+    ``callback``, custom types, ``end_node``, ``end``). ``GraphEvent.encode()`` frames an event
+    for server-sent events.
+
+    Args:
+        identifier: set on every event (a per-request id, say).
+        special_token_format, token_format: accepted for compatibility and ignored.
+        max_buffered: optional bound on buffered events (see :class:`Callback`).
+
+    .. versionchanged:: 0.1.0
+       No ``DeprecationWarning``; the ``identifier`` argument of ``acall`` is honoured.
+    """
+
+    __slots__ = ("events",)
+    _id_marker: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        identifier: str = "graphai",
+        special_token_format: str | None = None,
+        token_format: str | None = None,
+        *,
+        max_buffered: int | None = None,
+    ) -> None:
+        self.events: list[GraphEvent] = []
+        self._init_stream(identifier, max_buffered)
+
+    def _view(self, name: str, rec: _hooks.NodeObserver) -> _StreamBase:
+        v = super()._view(name, rec)
+        assert isinstance(v, EventCallback)
+        root = self._root
+        assert isinstance(root, EventCallback)
+        v.events = root.events
+        return v
+
+    def _event(
+        self,
+        token: str | None,
+        type: GraphEventType | str,
+        identifier: str | None,
+        params: dict[str, Any] | None,
+    ) -> GraphEvent:
+        return GraphEvent(
+            type=type,
+            identifier=self.identifier if identifier is None else identifier,
+            token=token,
+            params=params,
+        )
+
+    def __call__(
+        self,
+        token: str | None = None,
+        type: GraphEventType | str = GraphEventType.CALLBACK,
+        identifier: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        """Send an event (sync)."""
+        chan = self._chan
+        if chan.closed:
+            raise self._closed_error("Cannot add tokens to a closed stream")
+        rec = self._rec
+        if rec is None:
+            rec = self._observer()
+        if rec is not None:
+            rec.token(token)
+        chan.put(self._event(token, type, identifier, params))
+
+    async def acall(
+        self,
+        token: str | None = None,
+        type: GraphEventType | str = GraphEventType.CALLBACK,
+        identifier: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        """Send an event. With ``max_buffered`` set, waits while the buffer is full."""
+        chan = self._chan
+        if chan.closed:
+            raise self._closed_error("Cannot add tokens to a closed stream")
+        if chan.maxsize is not None and len(chan.buf) >= chan.maxsize:
+            await chan.wait_space()
+            if chan.closed:
+                raise self._closed_error("Cannot add tokens to a closed stream")
+        rec = self._rec
+        if rec is None:
+            rec = self._observer()
+        if rec is not None:
+            rec.token(token)
+        chan.put(self._event(token, type, identifier, params))
+
+    async def _build_special_token(self, name: str, params: dict[str, Any] | None = None) -> str:
+        raise NotImplementedError("This method is not implemented for the `EventCallback` class.")
+
+    def _render(self, m: _Marker) -> GraphEvent:
+        k = m.kind
+        if k == _END:
+            return GraphEvent(type=GraphEventType.END, identifier=self.identifier)
+        t = GraphEventType.START_NODE if k == _START else GraphEventType.END_NODE
+        return GraphEvent(type=t, identifier=self.identifier, token=m.name)
+
+
+
+class StreamItem(NamedTuple):
+    """
+    One parsed item of a string stream.
+
+    ``kind`` is ``"start"`` (node start), ``"node"`` (node id), ``"end"`` (node end),
+    ``"END"`` (stream end) or ``"token"`` (content); ``node`` is the node name for markers.
+    """
+
+    kind: str
+    node: str | None
+    text: str
+
+
+def parse_stream_token(token: str, callback: Callback | None = None) -> StreamItem:
+    """
+    Classify one string from ``Callback.aiter()``: a special token (node start, node id, node
+    end, stream END) or content. Works for any ``special_token_format``: pass the callback
+    that produced the stream (default: the default format).
+
+    Content that merely *looks* like a special token can only be told apart by position;
+    graphai itself never ends a stream on in-band text.
+
+    .. versionadded:: 0.1.0
+    """
+    cb = callback if callback is not None else _DEFAULT_PARSER
+    pat = _pattern_for(cb)
+    if pat is None:
+        return StreamItem("token", None, token)
+    prefix, suffix = pat
+    if not (token.startswith(prefix) and token.endswith(suffix)) or len(token) < len(prefix) + len(
+        suffix
+    ):
+        return StreamItem("token", None, token)
+    body = token[len(prefix) : len(token) - len(suffix)]
+    if body == "END":
+        return StreamItem("END", None, token)
+    if body.endswith(":start"):
+        return StreamItem("start", body[: -len(":start")], token)
+    if body.endswith(":end"):
+        return StreamItem("end", body[: -len(":end")], token)
+    return StreamItem("node", body, token)
+
+
+_DEFAULT_PARSER = Callback()
+_PATTERNS: dict[tuple[str, str], tuple[str, str] | None] = {}
+
+
+def _pattern_for(cb: Callback) -> tuple[str, str] | None:
+    """(prefix, suffix) around ``{token}`` in the rendered format, or None if no ``{token}``."""
+    key = (cb.identifier or "", cb.special_token_format)
+    if key not in _PATTERNS:
+        sentinel = "\x00TOKEN\x00"
+        try:
+            rendered = cb.special_token_format.format(
+                identifier=cb.identifier or "", token=sentinel, params=""
+            )
+        except (KeyError, IndexError, ValueError):
+            rendered = ""
+        if sentinel in rendered:
+            pre, post = rendered.split(sentinel, 1)
+            _PATTERNS[key] = (pre, post)
+        else:
+            _PATTERNS[key] = None
+    return _PATTERNS[key]
+

@@ -1,0 +1,3 @@
+from graphai.nodes.base import node, router
+
+__all__ = ["node", "router"]
