@@ -28,6 +28,11 @@ from graphai.errors import (
 from graphai.graph import Graph
 from graphai.nodes import node, router
 from graphai.schema import FunctionSchema, get_schemas
+from graphai.telemetry.runtime import instrument as _instrument
+
+# Report to the OpenTelemetry API (global providers, resolved per run) unless
+# GRAPHAI_TELEMETRY=off. Without an SDK this is a no-op.
+_instrument()
 
 __version__ = "0.1.0"
 

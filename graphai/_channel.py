@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from time import perf_counter
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["Channel", "ChannelStatistics", "Timed"]
 
@@ -44,6 +45,7 @@ class Timed:
 
 class Channel:
     __slots__ = (
+        "_sample_left",
         "_space",
         "_waiter",
         "buf",
@@ -53,7 +55,6 @@ class Channel:
         "maxsize",
         "on_delay",
         "sample_every",
-        "_sample_left",
     )
 
     def __init__(self, maxsize: int | None = None) -> None:

@@ -66,8 +66,13 @@ class NodeObserver:
     def router_choice(self, choice: Any) -> None:
         """A router chose the next node(s)."""
 
-    def end(self, outcome: str, error: BaseException | None = None) -> None:
-        """The node run ended; called exactly once."""
+    def end(
+        self,
+        outcome: str,
+        error: BaseException | None = None,
+        output: dict[str, Any] | None = None,
+    ) -> None:
+        """The node run ended (``output`` on success); called exactly once."""
 
 
 class RunObserver:
@@ -83,6 +88,7 @@ class RunObserver:
         step: int,
         join: JoinInfo | None = None,
         payload: dict[str, Any] | None = None,
+        model: str | None = None,
     ) -> NodeObserver:
         return NOOP_NODE
 

@@ -522,7 +522,13 @@ class Graph:
         name = node.name
         stream = node.stream
         obs = run.obs.node(
-            name, getattr(node, "kind", "router" if node.is_router else "node"), stream, step, join, payload
+            name,
+            getattr(node, "kind", "router" if node.is_router else "node"),
+            stream,
+            step,
+            join,
+            payload,
+            getattr(node, "model", None),
         )
         cb = run.callback
         view: Any = None
@@ -572,7 +578,7 @@ class Graph:
                 await cb.end_node(node_name=name)
         if node.is_router:
             obs.router_choice(output.get("choices", output.get("choice")))
-        obs.end(_hooks.OK)
+        obs.end(_hooks.OK, None, output)
         return output, obs
 
     async def _run_path(
@@ -638,7 +644,7 @@ class Graph:
                     asyncio.ensure_future(
                         self._run_path(n, payload.copy(), run, sub_steps, True, pipeline, pe)
                     )
-                    for n, pe in zip(next_nodes, ends)
+                    for n, pe in zip(next_nodes, ends, strict=True)
                 ]
                 try:
                     results = await asyncio.gather(*tasks)
@@ -726,13 +732,13 @@ class Graph:
     def visualize(self, *, save_path: str | None = None) -> None:
         """Draw the graph with matplotlib + networkx (extra ``[viz]``)."""
         try:
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
         except ImportError as e:
             raise ImportError(
                 "Graph visualization requires matplotlib. Install it with: `pip install matplotlib`"
             ) from e
         try:
-            import networkx as nx
+            import networkx as nx  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError as e:
             raise ImportError(
                 "NetworkX is required for visualization. Please install it with `pip install networkx`."
@@ -740,13 +746,13 @@ class Graph:
         g: Any = nx.DiGraph()
         for n in self.nodes.values():
             g.add_node(n.name)
-        for e in self.edges:
-            if isinstance(e, JoinEdge):
+        for edge in self.edges:
+            if isinstance(edge, JoinEdge):
                 continue
             g.add_edge(
-                e.source.name,
-                e.destination.name,
-                style="dashed" if isinstance(e, BranchEdge) else "solid",
+                edge.source.name,
+                edge.destination.name,
+                style="dashed" if isinstance(edge, BranchEdge) else "solid",
             )
         if nx.is_directed_acyclic_graph(g):
             pos: dict[Any, tuple[float, float]] = {}
@@ -769,7 +775,7 @@ class Graph:
             arrows=True,
             edge_color="gray",
             arrowsize=20,
-            style=[g.edges[e].get("style", "solid") for e in g.edges],
+            style=[g.edges[ed].get("style", "solid") for ed in g.edges],
         )
         if save_path:
             plt.savefig(save_path, bbox_inches="tight")

@@ -62,8 +62,8 @@ class _Node:
         fname: str = getattr(func, "__name__", type(func).__name__)
         node_name = name or fname
         is_router = self.is_router
-        is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)
+        is_async = inspect.iscoroutinefunction(func) or (
+            not inspect.isfunction(func) and inspect.iscoroutinefunction(type(func).__call__)
         )
 
         params: list[tuple[str, Any]] = []
@@ -143,7 +143,7 @@ class _Node:
             async def execute(self, *args: Any, **kwargs: Any) -> Any:
                 """Run the function with the keyword arguments it declares (others ignored)."""
                 names = list(func_signature.parameters.keys())
-                kwargs = {**dict(zip(names, args)), **kwargs}
+                kwargs = {**dict(zip(names, args, strict=False)), **kwargs}
                 cb = kwargs.pop("callback", None) if stream else None
                 st = kwargs.pop("state", None) if has_state else None
                 return await call(bind(kwargs, cb, st))

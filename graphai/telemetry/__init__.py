@@ -1,0 +1,53 @@
+"""
+graphai's OpenTelemetry instrumentation.
+
+The engine reports to this package through one seam (``graphai._hooks``); this package turns
+those reports into spans, span events, metrics and structlog lines (names: ``names.py``; env:
+``env.py``). It uses the OpenTelemetry *API* only: without an SDK every call is a no-op.
+
+- ``instrument(tracer_provider=None, meter_provider=None)``: (re)install the instrumentation,
+  optionally with explicit providers (tests, multi-tenant apps). graphai calls it with the
+  global providers at import unless ``GRAPHAI_TELEMETRY=off``.
+- ``uninstrument()``: back to no telemetry at all.
+- ``configure(...)`` (extra ``[otel]``): SDK providers, OTLP export, Prometheus ``/metrics``;
+  returns a handle with ``force_flush()`` and ``shutdown()``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from graphai.telemetry.runtime import (
+    active_streams,
+    instrument,
+    is_instrumented,
+    uninstrument,
+)
+
+if TYPE_CHECKING:
+    from graphai.telemetry.setup import TelemetryHandle
+
+__all__ = [
+    "TelemetryHandle",
+    "active_streams",
+    "configure",
+    "instrument",
+    "is_instrumented",
+    "uninstrument",
+]
+
+
+def configure(**kwargs: Any) -> TelemetryHandle:
+    """Set up the OpenTelemetry SDK, OTLP export and the Prometheus endpoint (extra ``[otel]``).
+    See :func:`graphai.telemetry.setup.configure` for the arguments."""
+    from graphai.telemetry.setup import configure as _configure
+
+    return _configure(**kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TelemetryHandle":
+        from graphai.telemetry.setup import TelemetryHandle
+
+        return TelemetryHandle
+    raise AttributeError(name)

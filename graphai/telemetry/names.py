@@ -1,0 +1,157 @@
+"""
+Every span, attribute, event and metric name graphai emits, with units and bucket sets.
+
+This module is the contract of ``spec/TELEMETRY.md``: dashboards, alert rules, docs and users'
+queries rely on these names. ``tests/test_telemetry_names.py`` keeps ``docs/telemetry.md`` in
+sync with it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCOPE: Final = "graphai"
+"""Instrumentation scope name of the tracer and the meter (version = package version)."""
+
+# -- span names ---------------------------------------------------------------------------------
+RUN_SPAN_PREFIX: Final = "invoke_workflow"
+"""Run span: ``invoke_workflow {graph name}``."""
+AGENT_SPAN_PREFIX: Final = "invoke_agent"
+TOOL_SPAN_PREFIX: Final = "execute_tool"
+LLM_SPAN_PREFIX: Final = "chat"
+
+# -- span attributes ------------------------------------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_RESPONSE_TTFC: Final = "gen_ai.response.time_to_first_chunk"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+ERROR_TYPE: Final = "error.type"
+
+GRAPH_NAME: Final = "graphai.graph.name"
+RUN_ID: Final = "graphai.run.id"
+RUN_OUTCOME: Final = "graphai.run.outcome"
+RUN_TTFT: Final = "graphai.run.time_to_first_token"
+RUN_OUTPUT_TOKENS: Final = "graphai.run.output.tokens"
+RUN_STEPS: Final = "graphai.run.steps"
+
+NODE_NAME: Final = "graphai.node.name"
+NODE_KIND: Final = "graphai.node.kind"
+NODE_STREAM: Final = "graphai.node.stream"
+NODE_STEP: Final = "graphai.node.step"
+NODE_OUTCOME: Final = "graphai.node.outcome"
+NODE_OUTPUT_TOKENS: Final = "graphai.node.output.tokens"
+NODE_TPOT: Final = "graphai.node.time_per_output_token"
+NODE_MAX_GAP: Final = "graphai.node.inter_token.max_gap"
+NODE_EVENTS_DROPPED: Final = "graphai.node.token_events.dropped"
+NODE_INPUT: Final = "graphai.node.input"
+NODE_OUTPUT: Final = "graphai.node.output"
+ROUTER_CHOICE: Final = "graphai.router.choice"
+JOIN_WAIT: Final = "graphai.join.wait"
+
+# -- span events ----------------------------------------------------------------------------------
+EVENT_FIRST_TOKEN: Final = "graphai.node.first_token"
+EVENT_TOKEN: Final = "graphai.token"
+TOKEN_INDEX: Final = "graphai.token.index"
+TOKEN_SIZE: Final = "graphai.token.size"
+TOKEN_TEXT: Final = "graphai.token.text"
+
+# -- outcomes -------------------------------------------------------------------------------------
+OUTCOME_OK: Final = "ok"
+OUTCOME_ERROR: Final = "error"
+OUTCOME_CANCELLED: Final = "cancelled"
+OTHER: Final = "_OTHER"
+"""Label value that replaces names beyond the cardinality limit."""
+
+NODE_KINDS: Final = ("node", "router", "llm", "agent", "tool")
+
+# -- metrics: (name, unit, description) -----------------------------------------------------------
+GRAPH_DURATION: Final = "graphai.graph.duration"
+GRAPH_TTFT: Final = "graphai.graph.time_to_first_token"
+NODE_DURATION: Final = "graphai.node.duration"
+NODE_TTFT: Final = "graphai.node.time_to_first_token"
+NODE_TPOT_METRIC: Final = "graphai.node.time_per_output_token"
+NODE_MAX_GAP_METRIC: Final = "graphai.node.inter_token.max_gap"
+NODE_TOKEN_RATE: Final = "graphai.node.output.token_rate"
+NODE_TOKENS: Final = "graphai.node.output.tokens"
+NODE_ACTIVE: Final = "graphai.node.active"
+STREAM_STALLED: Final = "graphai.stream.stalled"
+DELIVERY_DELAY: Final = "graphai.callback.delivery_delay"
+LABEL_OVERFLOW: Final = "graphai.telemetry.label_overflow"
+GENAI_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+GENAI_TTFC: Final = "gen_ai.client.operation.time_to_first_chunk"
+GENAI_TPOC: Final = "gen_ai.client.operation.time_per_output_chunk"
+
+OVERFLOW_ATTRIBUTE: Final = "attribute"
+"""Attribute of ``graphai.telemetry.label_overflow``: which attribute overflowed."""
+
+# -- buckets (seconds, tokens/s) ------------------------------------------------------------------
+DURATION_BUCKETS: Final = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28,
+    2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TTFT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 5, 7.5, 10)
+GAP_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10,
+)  # fmt: skip
+TOKEN_RATE_BUCKETS: Final = (
+    1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000,
+)  # fmt: skip
+# semantic-conventions advice for the GenAI client histograms
+GENAI_DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+GENAI_TTFC_BUCKETS: Final = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+GENAI_TPOC_BUCKETS: Final = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+
+# name -> (kind, unit, description, buckets or None, Prometheus series base name)
+METRICS: Final[dict[str, tuple[str, str, str, tuple[float, ...] | None, str]]] = {
+    GRAPH_DURATION: ("histogram", "s", "Duration of graph runs.", DURATION_BUCKETS,
+                     "graphai_graph_duration_seconds"),
+    GRAPH_TTFT: ("histogram", "s", "User-perceived time from execute() to the first token of any node.",
+                 TTFT_BUCKETS, "graphai_graph_time_to_first_token_seconds"),
+    NODE_DURATION: ("histogram", "s", "Duration of node runs.", DURATION_BUCKETS,
+                    "graphai_node_duration_seconds"),
+    NODE_TTFT: ("histogram", "s", "Time from a streaming node's start to its first token.",
+                TTFT_BUCKETS, "graphai_node_time_to_first_token_seconds"),
+    NODE_TPOT_METRIC: ("histogram", "s", "Mean gap between output tokens of a node run.",
+                       GAP_BUCKETS, "graphai_node_time_per_output_token_seconds"),
+    NODE_MAX_GAP_METRIC: ("histogram", "s", "Largest gap between two tokens of a node run.",
+                          GAP_BUCKETS, "graphai_node_inter_token_max_gap_seconds"),
+    NODE_TOKEN_RATE: ("histogram", "{token}/s",
+                      "Tokens after the first per second after the first, per node run.",
+                      TOKEN_RATE_BUCKETS, "graphai_node_output_token_rate_per_second"),
+    NODE_TOKENS: ("counter", "{token}", "Tokens emitted by nodes.", None,
+                  "graphai_node_output_tokens_total"),
+    NODE_ACTIVE: ("gauge", "{node}", "Node runs in progress.", None, "graphai_node_active"),
+    STREAM_STALLED: ("gauge", "{stream}",
+                     "Streaming node runs with no token for longer than GRAPHAI_STALL_AFTER_S.",
+                     None, "graphai_stream_stalled"),
+    DELIVERY_DELAY: ("histogram", "s", "Time from a token's put to its take by the consumer (sampled).",
+                     GAP_BUCKETS, "graphai_callback_delivery_delay_seconds"),
+    LABEL_OVERFLOW: ("counter", "{value}", "Label values replaced by _OTHER (cardinality guard).",
+                     None, "graphai_telemetry_label_overflow_total"),
+    GENAI_OPERATION_DURATION: ("histogram", "s", "GenAI operation duration (llm nodes).",
+                               GENAI_DURATION_BUCKETS, "gen_ai_client_operation_duration_seconds"),
+    GENAI_TTFC: ("histogram", "s", "Time to the first chunk of a GenAI response (llm nodes).",
+                 GENAI_TTFC_BUCKETS, "gen_ai_client_operation_time_to_first_chunk_seconds"),
+    GENAI_TPOC: ("histogram", "s", "Time per output chunk after the first (llm nodes).",
+                 GENAI_TPOC_BUCKETS, "gen_ai_client_operation_time_per_output_chunk_seconds"),
+}  # fmt: skip
+
+# -- log events ------------------------------------------------------------------------------------
+LOG_RUN_START: Final = "graph.run.start"
+LOG_RUN_END: Final = "graph.run.end"
+LOG_NODE_START: Final = "node.start"
+LOG_NODE_END: Final = "node.end"
+LOG_NODE_ERROR: Final = "node.error"
+LOG_EXPORT_FAILED: Final = "telemetry.export_failed"

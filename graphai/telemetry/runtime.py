@@ -1,0 +1,796 @@
+"""
+The instrumentation runtime: turns the engine's seam calls (``graphai._hooks``) into spans,
+span events, metrics and structlog lines, following ``spec/TELEMETRY.md``.
+
+Hot path: ``_NodeObs.token`` does local bookkeeping only (a timestamp, counters, the max gap,
+and a span event while under the event cap). Metrics are recorded once per node run, in
+``_NodeObs.end``. Every other method is guarded: an exception inside telemetry is logged once
+and never reaches the graph.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+from collections.abc import Iterable
+from time import perf_counter
+from typing import Any
+
+import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from graphai import _hooks
+from graphai.telemetry import env
+from graphai.telemetry import names as N
+
+__all__ = [
+    "OTelInstrumentation",
+    "active_streams",
+    "current_log_context",
+    "instrument",
+    "is_instrumented",
+    "uninstrument",
+]
+
+_log = structlog.get_logger("graphai")
+_VERSION = "0.1.0"
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
+
+# the graph/run/node of the code running now (for add_graph_context); one ContextVar per key
+_LOG_GRAPH: contextvars.ContextVar[str | None] = contextvars.ContextVar("graphai_log_graph", default=None)
+_LOG_RUN: contextvars.ContextVar[str | None] = contextvars.ContextVar("graphai_log_run", default=None)
+_LOG_NODE: contextvars.ContextVar[str | None] = contextvars.ContextVar("graphai_log_node", default=None)
+
+
+def current_log_context() -> dict[str, str]:
+    """``graphai.graph.name``, ``graphai.run.id`` and ``graphai.node.name`` of the running node."""
+    out: dict[str, str] = {}
+    g, r, n = _LOG_GRAPH.get(), _LOG_RUN.get(), _LOG_NODE.get()
+    if g is not None:
+        out[N.GRAPH_NAME] = g
+    if r is not None:
+        out[N.RUN_ID] = r
+    if n is not None:
+        out[N.NODE_NAME] = n
+    return out
+
+
+_NOOP_TRACER_PROVIDERS = ("ProxyTracerProvider", "NoOpTracerProvider")
+_NOOP_METER_PROVIDERS = ("_ProxyMeterProvider", "NoOpMeterProvider", "ProxyMeterProvider")
+
+_warned: set[str] = set()
+
+
+def _internal_error(where: str, exc: BaseException) -> None:
+    """Report a telemetry failure once per place; never raise."""
+    if where in _warned:
+        return
+    _warned.add(where)
+    try:
+        _log.warning("telemetry.internal_error", where=where, error_type=type(exc).__name__)
+    except Exception:
+        pass
+
+
+def _truncate(value: Any, limit: int) -> str:
+    if isinstance(value, str):
+        s = value
+    else:
+        try:
+            s = json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)
+        except Exception:
+            s = repr(value)
+    return s if len(s) <= limit else s[:limit] + "…"
+
+
+class _Guard:
+    """Cardinality guard: at most ``limit`` distinct values per attribute, then ``_OTHER``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: dict[str, set[str]] = {}
+        self.overflow: Any = None  # the overflow counter, set with the instruments
+        self._lock = threading.Lock()
+
+    def __call__(self, attribute: str, value: str) -> str:
+        seen = self.seen.get(attribute)
+        if seen is not None and value in seen:
+            return value
+        with self._lock:
+            seen = self.seen.setdefault(attribute, set())
+            if value in seen:
+                return value
+            if len(seen) < self.limit:
+                seen.add(value)
+                return value
+        if self.overflow is not None:
+            try:
+                self.overflow.add(1, {N.OVERFLOW_ATTRIBUTE: attribute})
+            except Exception as exc:
+                _internal_error("overflow", exc)
+        return N.OTHER
+
+
+class _Instruments:
+    """Every instrument, created once per meter."""
+
+    def __init__(self, meter: Any, owner: OTelInstrumentation) -> None:
+        def hist(name: str) -> Any:
+            _kind, unit, desc, buckets, _prom = N.METRICS[name]
+            return meter.create_histogram(
+                name,
+                unit=unit,
+                description=desc,
+                explicit_bucket_boundaries_advisory=list(buckets or ()),
+            )
+
+        def counter(name: str) -> Any:
+            _kind, unit, desc, _b, _prom = N.METRICS[name]
+            return meter.create_counter(name, unit=unit, description=desc)
+
+        self.graph_duration = hist(N.GRAPH_DURATION)
+        self.graph_ttft = hist(N.GRAPH_TTFT)
+        self.node_duration = hist(N.NODE_DURATION)
+        self.node_ttft = hist(N.NODE_TTFT)
+        self.node_tpot = hist(N.NODE_TPOT_METRIC)
+        self.node_max_gap = hist(N.NODE_MAX_GAP_METRIC)
+        self.node_rate = hist(N.NODE_TOKEN_RATE)
+        self.node_tokens = counter(N.NODE_TOKENS)
+        self.delivery_delay = hist(N.DELIVERY_DELAY)
+        self.overflow = counter(N.LABEL_OVERFLOW)
+        self.genai_duration = hist(N.GENAI_OPERATION_DURATION)
+        self.genai_ttfc = hist(N.GENAI_TTFC)
+        self.genai_tpoc = hist(N.GENAI_TPOC)
+        _k, unit, desc, _b, _p = N.METRICS[N.NODE_ACTIVE]
+        meter.create_observable_gauge(
+            N.NODE_ACTIVE, callbacks=[owner._observe_active], unit=unit, description=desc
+        )
+        _k, unit, desc, _b, _p = N.METRICS[N.STREAM_STALLED]
+        meter.create_observable_gauge(
+            N.STREAM_STALLED, callbacks=[owner._observe_stalled], unit=unit, description=desc
+        )
+
+
+class OTelInstrumentation(_hooks.Instrumentation):
+    """
+    The OpenTelemetry implementation of the engine's seam.
+
+    Args:
+        tracer_provider, meter_provider: explicit providers; ``None`` follows the global ones
+            (resolved at each run, so an application may configure the SDK after import).
+        settings: ``env.Settings`` (default: read from the environment).
+    """
+
+    enabled = True
+
+    def __init__(
+        self,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        settings: env.Settings | None = None,
+    ) -> None:
+        self.settings = settings or env.from_env()
+        self._tp_explicit = tracer_provider
+        self._mp_explicit = meter_provider
+        self._tp: Any = None
+        self._tracer: Any = None
+        self._mp: Any = None
+        self._inst: _Instruments | None = None
+        self._lock = threading.Lock()
+        self.guard = _Guard(self.settings.label_limit)
+        # live node runs (for the active/stalled gauges and active_streams())
+        self.live: set[_NodeObs] = set()
+        self.seen_labels: set[tuple[str, str]] = set()
+        self._attr_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    # -- providers ---------------------------------------------------------------------------
+    def _tracer_now(self) -> Any:
+        tp = self._tp_explicit or trace.get_tracer_provider()
+        if tp is not self._tp:
+            with self._lock:
+                if type(tp).__name__ in _NOOP_TRACER_PROVIDERS:
+                    self._tracer = None
+                else:
+                    self._tracer = tp.get_tracer(N.SCOPE, _VERSION, schema_url=_SCHEMA_URL)
+                self._tp = tp
+        return self._tracer
+
+    def _instruments_now(self) -> _Instruments | None:
+        mp = self._mp_explicit or otel_metrics.get_meter_provider()
+        if mp is not self._mp:
+            with self._lock:
+                if type(mp).__name__ in _NOOP_METER_PROVIDERS:
+                    self._inst = None
+                else:
+                    meter = mp.get_meter(N.SCOPE, _VERSION, schema_url=_SCHEMA_URL)
+                    self._inst = _Instruments(meter, self)
+                    self.guard.overflow = self._inst.overflow
+                self._mp = mp
+        return self._inst
+
+    # -- attributes ----------------------------------------------------------------------------
+    def attrs(self, *key: Any) -> dict[str, Any]:
+        """Metric attribute dicts, built once per distinct key (graph, node, kind, outcome,
+        error type); names pass the cardinality guard."""
+        d = self._attr_cache.get(key)
+        if d is None:
+            graph, node, kind, outcome, err = (key + (None,) * 5)[:5]
+            d = {N.GRAPH_NAME: self.guard(N.GRAPH_NAME, graph)}
+            if node is not None:
+                d[N.NODE_NAME] = self.guard(N.NODE_NAME, node)
+            if kind is not None:
+                d[N.NODE_KIND] = kind
+            if outcome is not None:
+                d[N.NODE_OUTCOME if node is not None else N.RUN_OUTCOME] = outcome
+            if err is not None:
+                d[N.ERROR_TYPE] = self.guard(N.ERROR_TYPE, err)
+            if len(self._attr_cache) < 100_000:
+                self._attr_cache[key] = d
+        return d
+
+    # -- seam -----------------------------------------------------------------------------------
+    def run(self, graph_name: str, run_id: str, payload: dict[str, Any]) -> _hooks.RunObserver:
+        try:
+            tracer = self._tracer_now()
+            inst = self._instruments_now()
+            logging_on = structlog.is_configured()
+            if tracer is None and inst is None and not logging_on:
+                return _hooks.NOOP_RUN
+            return _RunObs(self, tracer, inst, logging_on, graph_name, run_id, payload)
+        except Exception as exc:
+            _internal_error("run.start", exc)
+            return _hooks.NOOP_RUN
+
+    def standalone_node(self, name: str) -> _hooks.NodeObserver:
+        try:
+            tracer = self._tracer_now()
+            inst = self._instruments_now()
+            logging_on = structlog.is_configured()
+            if tracer is None and inst is None and not logging_on:
+                return _hooks.NOOP_NODE
+            run = _RunObs(self, tracer, inst, logging_on, "standalone", None, None, standalone=True)
+            return run.node(name, "node", True, 0)
+        except Exception as exc:
+            _internal_error("standalone.start", exc)
+            return _hooks.NOOP_NODE
+
+    # -- gauges ---------------------------------------------------------------------------------
+    def _observe_active(self, _options: Any) -> Iterable[Any]:
+        counts: dict[tuple[str, str], int] = dict.fromkeys(self.seen_labels, 0)
+        for obs in list(self.live):
+            key = (obs.run.graph_label, obs.label)
+            counts[key] = counts.get(key, 0) + 1
+        return [
+            otel_metrics.Observation(v, {N.GRAPH_NAME: g, N.NODE_NAME: n}) for (g, n), v in counts.items()
+        ]
+
+    def _observe_stalled(self, _options: Any) -> Iterable[Any]:
+        counts: dict[tuple[str, str], int] = dict.fromkeys(self.seen_labels, 0)
+        now = perf_counter()
+        limit = self.settings.stall_after_s
+        for obs in list(self.live):
+            if obs.stream and now - (obs.t_last or obs.t0) > limit:
+                key = (obs.run.graph_label, obs.label)
+                counts[key] = counts.get(key, 0) + 1
+        return [
+            otel_metrics.Observation(v, {N.GRAPH_NAME: g, N.NODE_NAME: n}) for (g, n), v in counts.items()
+        ]
+
+
+class _RunObs(_hooks.RunObserver):
+    __slots__ = (
+        "ctx",
+        "first_t",
+        "graph",
+        "graph_label",
+        "inst",
+        "instr",
+        "log",
+        "run_id",
+        "span",
+        "t0",
+        "tokens",
+        "tracer",
+    )
+
+    def __init__(
+        self,
+        instr: OTelInstrumentation,
+        tracer: Any,
+        inst: _Instruments | None,
+        logging_on: bool,
+        graph: str,
+        run_id: str | None,
+        payload: dict[str, Any] | None,
+        standalone: bool = False,
+    ) -> None:
+        self.instr = instr
+        self.tracer = tracer
+        self.inst = inst
+        self.graph = graph
+        self.graph_label = instr.guard(N.GRAPH_NAME, graph) if inst is not None else graph
+        self.run_id = run_id
+        self.t0 = perf_counter()
+        self.first_t: float | None = None
+        self.tokens = 0
+        self.span: Any = None
+        self.ctx: Any = None
+        self.log: Any = None
+        if logging_on:
+            self.log = _log.bind(**{N.GRAPH_NAME: graph}, **({N.RUN_ID: run_id} if run_id else {}))
+        if standalone:
+            self.ctx = otel_context.get_current()
+            return
+        parent = otel_context.get_current()
+        if payload is not None and "traceparent" in payload and trace.get_current_span(parent) is trace.INVALID_SPAN:
+            tp = payload.get("traceparent")
+            if isinstance(tp, str):
+                parent = extract({"traceparent": tp, "tracestate": str(payload.get("tracestate", ""))})
+        if tracer is not None:
+            attributes: dict[str, Any] = {
+                N.GEN_AI_OPERATION_NAME: "invoke_workflow",
+                N.GEN_AI_WORKFLOW_NAME: graph,
+                N.GRAPH_NAME: graph,
+                N.RUN_ID: run_id,
+            }
+            if instr.settings.capture_content and payload is not None:
+                attributes[N.GEN_AI_INPUT_MESSAGES] = _truncate(
+                    payload, instr.settings.capture_max_chars
+                )
+            self.span = tracer.start_span(
+                f"{N.RUN_SPAN_PREFIX} {graph}",
+                context=parent,
+                kind=SpanKind.INTERNAL,
+                attributes=attributes,
+            )
+            self.ctx = trace.set_span_in_context(self.span, parent)
+        else:
+            self.ctx = parent
+        if self.log is not None:
+            self.log.debug(N.LOG_RUN_START)
+
+    def node(
+        self,
+        name: str,
+        kind: str,
+        stream: bool,
+        step: int,
+        join: _hooks.JoinInfo | None = None,
+        payload: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> _hooks.NodeObserver:
+        try:
+            return _NodeObs(self, name, kind, stream, step, join, payload, model)
+        except Exception as exc:
+            _internal_error("node.start", exc)
+            return _hooks.NOOP_NODE
+
+    def channel(self, channel: Any) -> None:
+        inst = self.inst
+        if inst is None:
+            return
+        hist = inst.delivery_delay
+        attrs = self.instr.attrs(self.graph)
+
+        def on_delay(seconds: float) -> None:
+            hist.record(seconds, attrs)
+
+        channel.on_delay = on_delay
+        channel.sample_every = 64
+        channel._sample_left = 1  # sample the first content token too
+
+    def end(
+        self,
+        outcome: str,
+        error: BaseException | None = None,
+        steps: int = 0,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            now = perf_counter()
+            duration = now - self.t0
+            ttft = None if self.first_t is None else self.first_t - self.t0
+            err = type(error).__name__ if outcome == N.OUTCOME_ERROR and error is not None else None
+            span = self.span
+            if span is not None:
+                attributes: dict[str, Any] = {
+                    N.RUN_OUTCOME: outcome,
+                    N.RUN_OUTPUT_TOKENS: self.tokens,
+                    N.RUN_STEPS: steps,
+                }
+                if ttft is not None:
+                    attributes[N.RUN_TTFT] = ttft
+                if err is not None:
+                    attributes[N.ERROR_TYPE] = err
+                if self.instr.settings.capture_content and result is not None:
+                    attributes[N.GEN_AI_OUTPUT_MESSAGES] = _truncate(
+                        result, self.instr.settings.capture_max_chars
+                    )
+                span.set_attributes(attributes)
+                if err is not None and error is not None:
+                    span.record_exception(error)
+                    span.set_status(Status(StatusCode.ERROR, err))
+                span.end()
+            inst = self.inst
+            if inst is not None:
+                instr = self.instr
+                inst.graph_duration.record(duration, instr.attrs(self.graph, None, None, outcome, err))
+                if ttft is not None:
+                    inst.graph_ttft.record(ttft, instr.attrs(self.graph))
+            if self.log is not None:
+                self.log.info(
+                    N.LOG_RUN_END,
+                    outcome=outcome,
+                    duration_s=round(duration, 6),
+                    ttft_s=None if ttft is None else round(ttft, 6),
+                    tokens=self.tokens,
+                    **({N.ERROR_TYPE: err} if err else {}),
+                )
+        except Exception as exc:
+            _internal_error("run.end", exc)
+
+
+def _span_name(name: str, kind: str, model: str | None) -> tuple[str, dict[str, Any]]:
+    if kind == "agent":
+        return f"{N.AGENT_SPAN_PREFIX} {name}", {
+            N.GEN_AI_OPERATION_NAME: "invoke_agent",
+            N.GEN_AI_AGENT_NAME: name,
+        }
+    if kind == "tool":
+        return f"{N.TOOL_SPAN_PREFIX} {name}", {
+            N.GEN_AI_OPERATION_NAME: "execute_tool",
+            N.GEN_AI_TOOL_NAME: name,
+            N.GEN_AI_TOOL_TYPE: "function",
+        }
+    if kind == "llm":
+        extra: dict[str, Any] = {N.GEN_AI_OPERATION_NAME: "chat"}
+        if model:
+            extra[N.GEN_AI_REQUEST_MODEL] = model
+        return f"{N.LLM_SPAN_PREFIX} {model or name}", extra
+    return name, {}
+
+
+class _NodeObs(_hooks.NodeObserver):
+    __slots__ = (
+        "capture",
+        "ev_count",
+        "ev_next",
+        "kind",
+        "label",
+        "max_gap",
+        "model",
+        "n",
+        "name",
+        "run",
+        "span",
+        "step",
+        "stream",
+        "t0",
+        "t_first",
+        "t_last",
+    )
+
+    def __init__(
+        self,
+        run: _RunObs,
+        name: str,
+        kind: str,
+        stream: bool,
+        step: int,
+        join: _hooks.JoinInfo | None,
+        payload: dict[str, Any] | None,
+        model: str | None = None,
+    ) -> None:
+        self.run = run
+        self.name = name
+        self.kind = kind
+        self.stream = stream
+        self.step = step
+        self.model = model
+        self.n = 0
+        self.t_first = 0.0
+        self.t_last = 0.0
+        self.max_gap = 0.0
+        self.ev_count = 0
+        self.capture = False
+        instr = run.instr
+        settings = instr.settings
+        self.label = instr.guard(N.NODE_NAME, name) if run.inst is not None else name
+        self.span = None
+        policy = settings.token_events
+        tracer = run.tracer
+        if tracer is not None:
+            span_name, attributes = _span_name(name, kind, model)
+            attributes[N.NODE_NAME] = name
+            attributes[N.NODE_KIND] = kind
+            attributes[N.NODE_STREAM] = stream
+            attributes[N.NODE_STEP] = step
+            attributes[N.GRAPH_NAME] = run.graph
+            if stream:
+                attributes[N.GEN_AI_REQUEST_STREAM] = True
+            links = None
+            if join is not None:
+                attributes[N.JOIN_WAIT] = join.wait_s
+                links = []
+                for o in join.observers:
+                    sp = getattr(o, "span", None)
+                    if sp is not None:
+                        links.append(Link(sp.get_span_context()))
+            if settings.capture_content and payload is not None:
+                attributes[N.NODE_INPUT] = _truncate(
+                    {k: v for k, v in payload.items() if k != "upstream"}, settings.capture_max_chars
+                )
+                self.capture = True
+            self.span = tracer.start_span(
+                span_name, context=run.ctx, kind=SpanKind.INTERNAL, attributes=attributes, links=links
+            )
+        if self.span is None or policy == "off":
+            self.ev_next = -1
+        else:
+            self.ev_next = 0 if (policy == "all" or settings.token_events_max > 0) else -1
+        self.t0 = perf_counter()
+        instr.live.add(self)
+        if run.inst is not None:
+            instr.seen_labels.add((run.graph_label, self.label))
+        if run.log is not None:
+            run.log.debug(N.LOG_NODE_START, **{N.NODE_NAME: name, N.NODE_KIND: kind, N.NODE_STEP: step})
+
+    # -- hot path --------------------------------------------------------------------------------
+    def token(self, token: Any) -> None:
+        now = perf_counter()
+        n = self.n
+        if n:
+            gap = now - self.t_last
+            if gap > self.max_gap:
+                self.max_gap = gap
+        else:
+            self._first(now)
+        self.t_last = now
+        self.n = n + 1
+        if n == self.ev_next:
+            self._event(n, token)
+
+    def _first(self, now: float) -> None:
+        self.t_first = now
+        run = self.run
+        if run.first_t is None:
+            run.first_t = now
+        span = self.span
+        if span is not None:
+            try:
+                span.add_event(N.EVENT_FIRST_TOKEN, {N.TOKEN_INDEX: 0})
+            except Exception as exc:
+                _internal_error("event.first", exc)
+
+    def _event(self, n: int, token: Any) -> None:
+        settings = self.run.instr.settings
+        try:
+            attributes: dict[str, Any] = {
+                N.TOKEN_INDEX: n,
+                N.TOKEN_SIZE: len(token) if isinstance(token, str) else 0,
+            }
+            if self.capture and isinstance(token, str):
+                attributes[N.TOKEN_TEXT] = _truncate(token, settings.capture_max_chars)
+            self.span.add_event(N.EVENT_TOKEN, attributes)  # type: ignore[union-attr]
+        except Exception as exc:
+            _internal_error("event.token", exc)
+        self.ev_count += 1
+        policy = settings.token_events
+        if policy == "all":
+            self.ev_next = n + 1
+        elif self.ev_count >= settings.token_events_max:
+            self.ev_next = -1
+        elif policy == "sampled" and n + 1 >= env.SAMPLED_HEAD:
+            self.ev_next = (n // env.SAMPLED_EVERY + 1) * env.SAMPLED_EVERY
+            if self.ev_next < env.SAMPLED_HEAD:
+                self.ev_next = env.SAMPLED_HEAD
+        else:
+            self.ev_next = n + 1
+
+    # -- context ---------------------------------------------------------------------------------
+    def attach(self) -> object:
+        try:
+            run = self.run
+            t1 = _LOG_GRAPH.set(run.graph)
+            t2 = _LOG_RUN.set(run.run_id)
+            t3 = _LOG_NODE.set(self.name)
+            t4 = (
+                otel_context.attach(trace.set_span_in_context(self.span, run.ctx))
+                if self.span is not None
+                else None
+            )
+            return (t1, t2, t3, t4)
+        except Exception as exc:
+            _internal_error("attach", exc)
+            return None
+
+    def detach(self, token: object) -> None:
+        if not isinstance(token, tuple):
+            return
+        t1, t2, t3, t4 = token
+        try:
+            if t4 is not None:
+                otel_context.detach(t4)
+            _LOG_NODE.reset(t3)
+            _LOG_RUN.reset(t2)
+            _LOG_GRAPH.reset(t1)
+        except Exception as exc:
+            _internal_error("detach", exc)
+
+    def router_choice(self, choice: Any) -> None:
+        span = self.span
+        if span is None or choice is None:
+            return
+        try:
+            if isinstance(choice, (list, tuple)):
+                value: Any = [str(c) for c in choice]
+            else:
+                value = str(choice)
+            span.set_attribute(N.ROUTER_CHOICE, value)
+        except Exception as exc:
+            _internal_error("router_choice", exc)
+
+    def end(
+        self,
+        outcome: str,
+        error: BaseException | None = None,
+        output: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            self._end(outcome, error, output)
+        except Exception as exc:
+            _internal_error("node.end", exc)
+
+    def _end(self, outcome: str, error: BaseException | None, output: dict[str, Any] | None) -> None:
+        run = self.run
+        instr = run.instr
+        if self not in instr.live:
+            return  # already ended (end exactly once)
+        instr.live.discard(self)
+        now = perf_counter()
+        duration = now - self.t0
+        n = self.n
+        run.tokens += n
+        err = type(error).__name__ if outcome == N.OUTCOME_ERROR and error is not None else None
+        ttft = self.t_first - self.t0 if n else None
+        tpot = (self.t_last - self.t_first) / (n - 1) if n > 1 else None
+        rate = (n - 1) / (self.t_last - self.t_first) if n > 1 and self.t_last > self.t_first else None
+        max_gap = self.max_gap if n > 1 else None
+        span = self.span
+        if span is not None:
+            attributes: dict[str, Any] = {N.NODE_OUTCOME: outcome}
+            if self.stream:
+                attributes[N.NODE_OUTPUT_TOKENS] = n
+                attributes[N.NODE_EVENTS_DROPPED] = n - self.ev_count
+                if ttft is not None:
+                    attributes[N.GEN_AI_RESPONSE_TTFC] = ttft
+                if tpot is not None:
+                    attributes[N.NODE_TPOT] = tpot
+                if max_gap is not None:
+                    attributes[N.NODE_MAX_GAP] = max_gap
+            if err is not None:
+                attributes[N.ERROR_TYPE] = err
+            if self.capture and output is not None:
+                attributes[N.NODE_OUTPUT] = _truncate(output, instr.settings.capture_max_chars)
+            span.set_attributes(attributes)
+            if err is not None and error is not None:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, err))
+            span.end()
+        inst = run.inst
+        if inst is not None:
+            g = run.graph
+            inst.node_duration.record(duration, instr.attrs(g, self.name, self.kind, outcome, err))
+            if self.stream:
+                base = instr.attrs(g, self.name)
+                inst.node_tokens.add(n, base)
+                if ttft is not None:
+                    inst.node_ttft.record(ttft, base)
+                if tpot is not None:
+                    inst.node_tpot.record(tpot, base)
+                if max_gap is not None:
+                    inst.node_max_gap.record(max_gap, base)
+                if rate is not None:
+                    inst.node_rate.record(rate, base)
+            if self.kind == "llm":
+                ga: dict[str, Any] = {N.GEN_AI_OPERATION_NAME: "chat"}
+                if self.model:
+                    ga[N.GEN_AI_REQUEST_MODEL] = instr.guard(N.GEN_AI_REQUEST_MODEL, self.model)
+                if err is not None:
+                    ga[N.ERROR_TYPE] = instr.guard(N.ERROR_TYPE, err)
+                inst.genai_duration.record(duration, ga)
+                if ttft is not None:
+                    inst.genai_ttfc.record(ttft, ga)
+                if tpot is not None:
+                    inst.genai_tpoc.record(tpot, ga)
+        log = run.log
+        if log is not None:
+            fields: dict[str, Any] = {
+                N.NODE_NAME: self.name,
+                N.NODE_KIND: self.kind,
+                N.NODE_STEP: self.step,
+                "outcome": outcome,
+                "duration_s": round(duration, 6),
+            }
+            if self.stream:
+                fields["ttft_s"] = None if ttft is None else round(ttft, 6)
+                fields["tokens"] = n
+                fields["token_rate"] = None if rate is None else round(rate, 3)
+            if err is not None:
+                fields[N.ERROR_TYPE] = err
+                log.error(N.LOG_NODE_ERROR, exc_info=error, **fields)
+            log.info(N.LOG_NODE_END, **fields)
+
+
+# -- installation -----------------------------------------------------------------------------------
+_installed: list[OTelInstrumentation | None] = [None]
+
+
+def instrument(
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    settings: env.Settings | None = None,
+) -> OTelInstrumentation | None:
+    """
+    Install graphai's instrumentation (replacing a previous one).
+
+    Args:
+        tracer_provider, meter_provider: explicit providers; ``None`` follows the global ones.
+        settings: override the ``GRAPHAI_*`` environment settings.
+
+    Returns the installed instrumentation, or ``None`` when ``GRAPHAI_TELEMETRY=off``.
+
+    .. versionadded:: 0.1.0
+    """
+    s = settings or env.from_env()
+    if not s.enabled:
+        uninstrument()
+        return None
+    instr = OTelInstrumentation(tracer_provider, meter_provider, s)
+    _installed[0] = instr
+    _hooks.set_instrumentation(instr)
+    return instr
+
+
+def uninstrument() -> None:
+    """Remove graphai's instrumentation: the engine reports to a no-op."""
+    _installed[0] = None
+    _hooks.set_instrumentation(_hooks.NOOP)
+
+
+def is_instrumented() -> bool:
+    return _installed[0] is not None
+
+
+def active_streams() -> list[dict[str, Any]]:
+    """
+    A snapshot of the node runs in progress (the live in-flight view): graph, run id, node,
+    kind, tokens so far, seconds since start and since the last token.
+
+    .. versionadded:: 0.1.0
+    """
+    instr = _installed[0]
+    if instr is None:
+        return []
+    now = perf_counter()
+    out = []
+    for obs in list(instr.live):
+        out.append(
+            {
+                "graph": obs.run.graph,
+                "run_id": obs.run.run_id,
+                "node": obs.name,
+                "kind": obs.kind,
+                "stream": obs.stream,
+                "tokens": obs.n,
+                "age_s": now - obs.t0,
+                "since_last_token_s": now - (obs.t_last or obs.t0),
+            }
+        )
+    return out
+
