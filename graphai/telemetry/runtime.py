@@ -89,11 +89,13 @@ def _truncate(value: Any, limit: int) -> str:
 
 
 class _Guard:
-    """Cardinality guard: at most ``limit`` distinct values per attribute, then ``_OTHER``."""
+    """Cardinality guard: at most ``limit`` distinct values per attribute, then ``_OTHER``;
+    ``graphai.telemetry.label_overflow`` counts each distinct replaced value once."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.seen: dict[str, set[str]] = {}
+        self.rejected: set[tuple[str, str]] = set()
         self.overflow: Any = None  # the overflow counter, set with the instruments
         self._lock = threading.Lock()
 
@@ -108,6 +110,12 @@ class _Guard:
             if len(seen) < self.limit:
                 seen.add(value)
                 return value
+            # count each replaced value once (memory bounded: past 10k, count every use)
+            key = (attribute, value)
+            if key in self.rejected:
+                return N.OTHER
+            if len(self.rejected) < 10_000:
+                self.rejected.add(key)
         if self.overflow is not None:
             try:
                 self.overflow.add(1, {N.OVERFLOW_ATTRIBUTE: attribute})

@@ -1,0 +1,110 @@
+"""structlog: lifecycle events, correlation processors, nothing per token, no content."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import structlog
+from structlog.testing import capture_logs
+
+from graphai import Callback, Graph, node
+from graphai.telemetry.logging import add_graph_context, add_otel_context, configure_logging
+from tests._otel import Signals, signals  # noqa: F401  (fixture)
+
+
+def streaming_graph() -> Graph:
+    @node(start=True)
+    async def prep() -> dict:
+        structlog.get_logger("app").info("inside.prep")
+        return {}
+
+    @node(end=True, stream=True)
+    async def talk(callback) -> dict:
+        for t in ("x", "y", "z"):
+            await callback.acall(t)
+        return {"said": "secret words"}
+
+    return Graph(name="lg").add_node(prep()).add_node(talk()).add_edge(prep, talk)
+
+
+async def drive(g: Graph) -> None:
+    cb = Callback()
+
+    async def consume() -> list:
+        return [t async for t in cb.aiter()]
+
+    await asyncio.wait_for(asyncio.gather(g.execute({"q": "hidden"}, callback=cb), consume()), 5)
+
+
+class TestLifecycleLogs:
+    """graph.run.start/end and node.start/end with their fields; never one line per token."""
+
+    async def test_events(self, signals: Signals) -> None:
+        with capture_logs(processors=[add_graph_context]) as logs:
+            await drive(streaming_graph())
+        events = [e["event"] for e in logs]
+        assert events == [
+            "graph.run.start",
+            "node.start",
+            "inside.prep",
+            "node.end",
+            "node.start",
+            "node.end",
+            "graph.run.end",
+        ]
+        inside = logs[2]
+        assert inside["graphai.graph.name"] == "lg" and inside["graphai.node.name"] == "prep"
+        assert len(inside["graphai.run.id"]) == 32
+        end = logs[5]
+        assert end["graphai.node.name"] == "talk" and end["outcome"] == "ok" and end["tokens"] == 3
+        assert end["log_level"] == "info" and set(end) >= {"duration_s", "ttft_s", "token_rate"}
+        run_end = logs[-1]
+        assert run_end["outcome"] == "ok" and run_end["tokens"] == 3 and run_end["log_level"] == "info"
+        assert "hidden" not in repr(logs) and "secret" not in repr(logs)
+
+    async def test_node_error_logged_with_exc_info(self, signals: Signals) -> None:
+        @node(start=True, end=True)
+        async def bad() -> dict:
+            raise ValueError("x")
+
+        with capture_logs() as logs:
+            try:
+                await Graph(name="e").add_node(bad()).execute({})
+            except ValueError:
+                pass
+        err = [e for e in logs if e["event"] == "node.error"]
+        assert len(err) == 1 and err[0]["log_level"] == "error"
+        assert isinstance(err[0]["exc_info"], ValueError) and err[0]["error.type"] == "ValueError"
+
+    async def test_silent_when_structlog_is_not_configured(self, capsys, signals: Signals) -> None:
+        structlog.reset_defaults()
+        await drive(streaming_graph())
+        out = capsys.readouterr()
+        assert "graph.run" not in out.out + out.err
+
+
+class TestProcessors:
+    """add_otel_context adds the ids of the current span; configure_logging renders JSON."""
+
+    async def test_otel_context_and_json(self, signals: Signals) -> None:
+        buf = io.StringIO()
+        configure_logging(json=True, file=buf)
+        try:
+            tracer = signals.tp.get_tracer("t")
+            with tracer.start_as_current_span("outer") as span:
+                structlog.get_logger("app").info("hello", k=1)
+            line = json.loads(buf.getvalue().splitlines()[-1])
+            ctx = span.get_span_context()
+            assert line["event"] == "hello" and line["k"] == 1 and line["level"] == "info"
+            assert line["trace_id"] == format(ctx.trace_id, "032x")
+            assert line["span_id"] == format(ctx.span_id, "016x")
+            assert line["trace_flags"] == format(int(ctx.trace_flags), "02x") and int(line["trace_flags"], 16) & 1
+            assert line["timestamp"].endswith("Z")
+        finally:
+            structlog.reset_defaults()
+
+    def test_no_span_no_ids(self) -> None:
+        assert add_otel_context(None, "info", {"event": "e"}) == {"event": "e"}
+        assert add_graph_context(None, "info", {"event": "e"}) == {"event": "e"}

@@ -1,0 +1,209 @@
+"""Metrics of TELEMETRY.md: names, attributes, values, buckets, gauges, cardinality guard."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from graphai import Callback, Graph, node
+from graphai.telemetry import env
+from graphai.telemetry import names as N
+from tests._otel import Signals, make_signals, signals  # noqa: F401  (fixture)
+
+
+def graph(name: str = "m", tokens: int = 5, gap: float = 0.01, first: float = 0.05, fail: bool = False) -> Graph:
+    @node(start=True)
+    async def prep() -> dict:
+        return {}
+
+    @node(stream=True, kind="llm", model="m-1")
+    async def gen(callback) -> dict:
+        await asyncio.sleep(first)
+        for i in range(tokens):
+            if i:
+                await asyncio.sleep(gap)
+            await callback.acall(f"w{i} ")
+        if fail:
+            raise RuntimeError("model failed")
+        return {"n": tokens}
+
+    @node(end=True)
+    async def fin() -> dict:
+        return {}
+
+    return Graph(name=name).add_node(prep()).add_node(gen()).add_node(fin()).add_edge(prep, gen).add_edge(gen, fin)
+
+
+async def run(g: Graph, cb: Callback | None = None) -> list:
+    cb = cb or Callback()
+
+    async def consume() -> list:
+        return [t async for t in cb.aiter()]
+
+    results = await asyncio.wait_for(asyncio.gather(g.execute({}, callback=cb), consume(), return_exceptions=True), 10)
+    return results
+
+
+class TestNodeMetrics:
+    """Recorded once per node run with the contract's attributes."""
+
+    async def test_duration_and_streaming_histograms(self, signals: Signals) -> None:
+        await run(graph())
+        p = signals.point(N.NODE_DURATION, graphai__node__name="gen")
+        assert dict(p.attributes) == {
+            "graphai.graph.name": "m",
+            "graphai.node.name": "gen",
+            "graphai.node.kind": "llm",
+            "graphai.node.outcome": "ok",
+        }
+        assert p.count == 1 and 0.09 <= p.sum < 0.5
+        assert list(p.explicit_bounds) == list(N.DURATION_BUCKETS)
+        assert signals.point(N.NODE_DURATION, graphai__node__name="prep").count == 1
+        ttft = signals.point(N.NODE_TTFT, graphai__node__name="gen")
+        assert dict(ttft.attributes) == {"graphai.graph.name": "m", "graphai.node.name": "gen"}
+        assert ttft.count == 1 and 0.045 <= ttft.sum < 0.2
+        assert list(ttft.explicit_bounds) == list(N.TTFT_BUCKETS)
+        tpot = signals.point(N.NODE_TPOT_METRIC)
+        assert tpot.count == 1 and 0.009 <= tpot.sum < 0.05
+        assert list(tpot.explicit_bounds) == list(N.GAP_BUCKETS)
+        gap = signals.point(N.NODE_MAX_GAP_METRIC)
+        assert gap.count == 1 and gap.sum >= tpot.sum
+        rate = signals.point(N.NODE_TOKEN_RATE)
+        assert rate.count == 1 and 20 <= rate.sum <= 111  # 4 tokens after the first in ~40 ms
+        assert list(rate.explicit_bounds) == list(N.TOKEN_RATE_BUCKETS)
+        assert signals.point(N.NODE_TOKENS).value == 5
+        # non-streaming nodes record no streaming metrics
+        assert {p.attributes["graphai.node.name"] for p in signals.points(N.NODE_TOKENS)} == {"gen"}
+
+    async def test_graph_metrics(self, signals: Signals) -> None:
+        await run(graph())
+        d = signals.point(N.GRAPH_DURATION)
+        assert dict(d.attributes) == {"graphai.graph.name": "m", "graphai.run.outcome": "ok"}
+        assert d.count == 1
+        t = signals.point(N.GRAPH_TTFT)
+        assert dict(t.attributes) == {"graphai.graph.name": "m"} and 0.045 <= t.sum < 0.3
+
+    async def test_error_outcome_and_type(self, signals: Signals) -> None:
+        res = await run(graph(fail=True))
+        assert isinstance(res[0], RuntimeError)
+        p = signals.point(N.NODE_DURATION, graphai__node__name="gen")
+        assert p.attributes["graphai.node.outcome"] == "error"
+        assert p.attributes["error.type"] == "RuntimeError"
+        g = signals.point(N.GRAPH_DURATION)
+        assert g.attributes["graphai.run.outcome"] == "error" and g.attributes["error.type"] == "RuntimeError"
+        assert signals.point(N.NODE_TOKENS).value == 5
+
+    async def test_genai_client_metrics_for_llm_nodes(self, signals: Signals) -> None:
+        await run(graph())
+        for name in (N.GENAI_OPERATION_DURATION, N.GENAI_TTFC, N.GENAI_TPOC):
+            p = signals.point(name)
+            assert dict(p.attributes) == {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m-1"}
+            assert p.count == 1
+
+    async def test_delivery_delay_sampled(self, signals: Signals) -> None:
+        await run(graph(tokens=200, gap=0, first=0))
+        p = signals.point(N.DELIVERY_DELAY)
+        assert dict(p.attributes) == {"graphai.graph.name": "m"}
+        assert p.count == 4  # tokens 1, 65, 129, 193 of 200: one sample in 64
+        assert p.sum >= 0
+
+
+class TestGauges:
+    """Active nodes and stalled streams read the live node runs, and return to zero."""
+
+    async def test_active_and_stalled(self) -> None:
+        s = make_signals(env.Settings(stall_after_s=0.05))
+        try:
+            release = asyncio.Event()
+            streaming = asyncio.Event()
+
+            @node(start=True, end=True, stream=True)
+            async def slow(callback) -> dict:
+                await callback.acall("t")
+                streaming.set()
+                await release.wait()
+                return {}
+
+            cb = Callback()
+            task = asyncio.ensure_future(Graph(name="gz").add_node(slow()).execute({}, callback=cb))
+            await asyncio.wait_for(streaming.wait(), 5)
+            await asyncio.sleep(0.1)
+            assert s.point(N.NODE_ACTIVE, graphai__node__name="slow").value == 1
+            assert s.point(N.STREAM_STALLED, graphai__node__name="slow").value == 1
+            import graphai.telemetry as t
+
+            live = t.active_streams()
+            assert [(x["graph"], x["node"], x["tokens"]) for x in live] == [("gz", "slow", 1)]
+            assert live[0]["since_last_token_s"] >= 0.09
+            release.set()
+            await asyncio.wait_for(task, 5)
+            assert s.point(N.NODE_ACTIVE, graphai__node__name="slow").value == 0
+            assert s.point(N.STREAM_STALLED, graphai__node__name="slow").value == 0
+            assert t.active_streams() == []
+        finally:
+            s.close()
+
+
+class TestCardinality:
+    """Names beyond the limit become _OTHER and are counted in label_overflow."""
+
+    async def test_overflow(self) -> None:
+        s = make_signals(env.Settings(label_limit=3))
+        try:
+            for i in range(6):
+
+                @node(start=True, end=True, name=f"n{i}")
+                async def f() -> dict:
+                    return {}
+
+                await Graph(name="card").add_node(f()).execute({})
+            names = sorted(p.attributes["graphai.node.name"] for p in s.points(N.NODE_DURATION))
+            assert names == ["_OTHER", "n0", "n1", "n2"]
+            other = s.point(N.NODE_DURATION, graphai__node__name="_OTHER")
+            assert other.count == 3
+            ov = s.point(N.LABEL_OVERFLOW)
+            assert dict(ov.attributes) == {"attribute": "graphai.node.name"} and ov.value == 3
+            # spans keep the real names (spans are not metrics)
+            assert sorted(x.name for x in s.spans() if x.name.startswith("n")) == [f"n{i}" for i in range(6)]
+        finally:
+            s.close()
+
+
+class TestEnv:
+    """Every GRAPHAI_* variable parses, with errors naming the variable."""
+
+    def test_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in env.ALL:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(env.OTEL_CAPTURE_CONTENT, raising=False)
+        assert env.from_env() == env.Settings()
+        assert env.Settings().prometheus_addr == "127.0.0.1:9464"
+
+    def test_values(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("GRAPHAI_TOKEN_EVENTS", "sampled")
+        monkeypatch.setenv("GRAPHAI_TOKEN_EVENTS_MAX", "10")
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        monkeypatch.setenv("GRAPHAI_STALL_AFTER_S", "2.5")
+        monkeypatch.setenv("GRAPHAI_METRICS_LABEL_LIMIT", "7")
+        monkeypatch.setenv("GRAPHAI_PROMETHEUS_ADDR", "0.0.0.0:9999")
+        s = env.from_env()
+        assert (s.token_events, s.token_events_max, s.capture_content) == ("sampled", 10, True)
+        assert (s.stall_after_s, s.label_limit, s.prometheus_addr) == (2.5, 7, "0.0.0.0:9999")
+
+    @pytest.mark.parametrize(
+        ("var", "value", "msg"),
+        [
+            ("GRAPHAI_TELEMETRY", "maybe", "GRAPHAI_TELEMETRY='maybe': expected on or off"),
+            ("GRAPHAI_TOKEN_EVENTS", "some", "GRAPHAI_TOKEN_EVENTS='some': expected one of capped, sampled, all, off"),
+            ("GRAPHAI_TOKEN_EVENTS_MAX", "x", "GRAPHAI_TOKEN_EVENTS_MAX='x': expected an integer >= 0"),
+            ("GRAPHAI_STALL_AFTER_S", "-1", "GRAPHAI_STALL_AFTER_S='-1': expected a value >= 0.0"),
+            ("GRAPHAI_CAPTURE_CONTENT", "yep", "GRAPHAI_CAPTURE_CONTENT='yep': expected one of true/false/on/off/1/0"),
+            ("GRAPHAI_PROMETHEUS_ADDR", "9464", "GRAPHAI_PROMETHEUS_ADDR='9464': expected host:port, e.g. 127.0.0.1:9464"),
+        ],
+    )
+    def test_errors(self, monkeypatch: pytest.MonkeyPatch, var: str, value: str, msg: str) -> None:
+        monkeypatch.setenv(var, value)
+        with pytest.raises(ValueError) as ei:
+            env.from_env()
+        assert str(ei.value) == msg
