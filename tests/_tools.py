@@ -44,7 +44,7 @@ def poll(fn: Callable[[], T | None], timeout: float, interval: float = 0.1, what
             if v:
                 return v
             last = v
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             last = exc
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what or fn!r}; last: {last!r}")

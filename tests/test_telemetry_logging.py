@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from graphai import Callback, Graph, node
 from graphai.telemetry.logging import add_graph_context, add_otel_context, configure_logging
-from tests._otel import Signals, signals  # noqa: F401  (fixture)
+from tests._otel import Signals
 
 
 def streaming_graph() -> Graph:

@@ -9,7 +9,7 @@ import pytest
 from graphai import Callback, Graph, node
 from graphai.telemetry import env
 from graphai.telemetry import names as N
-from tests._otel import Signals, make_signals, signals  # noqa: F401  (fixture)
+from tests._otel import Signals, make_signals
 
 
 def graph(name: str = "m", tokens: int = 5, gap: float = 0.01, first: float = 0.05, fail: bool = False) -> Graph:

@@ -10,7 +10,7 @@ from opentelemetry.trace import StatusCode
 
 from graphai import Callback, Graph, node, router
 from graphai.telemetry import env
-from tests._otel import Signals, make_signals, signals  # noqa: F401  (fixture)
+from tests._otel import Signals, make_signals
 
 
 async def run_with_consumer(graph: Graph, payload: dict, cb: Callback | None = None) -> tuple[dict, list]:
