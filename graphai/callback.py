@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextvars
 import json
 import string
-from collections.abc import AsyncIterator
+import types
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from enum import Enum
 from time import perf_counter
@@ -65,6 +66,12 @@ _END_MARKER = _Marker(_END, "END")
 _CURRENT_VIEW: contextvars.ContextVar[_StreamBase | None] = contextvars.ContextVar(
     "graphai_current_view", default=None
 )
+
+
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    """One bare trip through the event loop (what ``asyncio.sleep(0)`` does)."""
+    yield
 
 
 class StrEnum(Enum):
@@ -336,7 +343,11 @@ class _StreamBase:
         try:
             while True:
                 if not buf:
-                    await chan.wait_item()
+                    # yield to the loop once before parking on a future: a producer that
+                    # interleaves with us refills the buffer without a future round trip
+                    await _yield_once()
+                    if not buf:
+                        await chan.wait_item()
                     continue
                 item = buf.popleft()
                 if bounded:
