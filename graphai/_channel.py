@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from time import perf_counter
 from typing import Any, NamedTuple
 
 __all__ = ["Channel", "ChannelStatistics", "Timed"]
@@ -45,7 +44,6 @@ class Timed:
 
 class Channel:
     __slots__ = (
-        "_sample_left",
         "_space",
         "_waiter",
         "buf",
@@ -54,7 +52,6 @@ class Channel:
         "gone",
         "maxsize",
         "on_delay",
-        "sample_every",
     )
 
     def __init__(self, maxsize: int | None = None) -> None:
@@ -67,19 +64,12 @@ class Channel:
         self.closed = False  # no more items may be put (END was put, or the consumer is gone)
         self.gone = False  # the consumer stopped reading
         self.consumed = False  # a consumer has finished (a second aiter() yields nothing)
-        # delivery-delay sampling; 0 = off. on_delay(seconds) is called by the consumer side.
-        self.sample_every = 0
-        self._sample_left = 0
+        # delivery-delay telemetry: the consumer calls on_delay(seconds) for each Timed item
         self.on_delay: Callable[[float], None] | None = None
 
     # -- producer side -------------------------------------------------------------------
     def put(self, item: Any) -> None:
         """Append an item and wake the consumer if it waits. Never blocks."""
-        if self.sample_every:
-            self._sample_left -= 1
-            if self._sample_left <= 0:
-                self._sample_left = self.sample_every
-                item = Timed(item, perf_counter())
         self.buf.append(item)
         w = self._waiter
         if w is not None:

@@ -53,8 +53,10 @@ class NodeObserver:
 
     __slots__ = ()
 
-    def token(self, token: Any) -> None:
-        """A content token was emitted by this node (hot path: local bookkeeping only)."""
+    def token(self, token: Any) -> float | None:
+        """A content token was emitted by this node (hot path: local bookkeeping only).
+        Returning a ``perf_counter()`` time asks for a delivery-delay sample of this token."""
+        return None
 
     def attach(self) -> object:
         """Make this node's span current; returns a token for ``detach``."""

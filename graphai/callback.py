@@ -225,7 +225,7 @@ class _StreamBase:
         v.identifier = root.identifier
         v._chan = root._chan
         v._root = root
-        v._rec = rec
+        v._rec = None if rec is _hooks.NOOP_NODE else rec
         v._node_name = name
         v._active = True
         v._first_token = False
@@ -255,12 +255,24 @@ class _StreamBase:
         return StreamClosedError(msg)
 
     def _observer(self) -> _hooks.NodeObserver | None:
+        """The observer of the node producing now: a view's own; for the root callback, its
+        standalone node or the node view running in this context."""
         rec = self._rec
         if rec is None and self._root is self:
             v = _CURRENT_VIEW.get()
             if v is not None and v._chan is self._chan:
                 return v._rec
         return rec
+
+    def _emit(self, chan: Channel, item: Any, token: Any) -> None:
+        """Record ``token`` on its node's observer and put ``item``; the observer may ask for
+        a delivery-delay sample (it returns the put time)."""
+        rec = self._rec if self._root is not self else self._observer()
+        if rec is None:
+            chan.put(item)
+        else:
+            t = rec.token(token)
+            chan.put(item if t is None else Timed(item, t))
 
     def _check_node_name(self, node_name: str | None = None) -> None:
         if node_name:
@@ -431,12 +443,12 @@ class Callback(_StreamBase):
             raise self._closed_error("Cannot add tokens to a closed stream")
         if node_name:
             self._check_node_name(node_name)
-        rec = self._rec
+        rec = self._rec if self._root is not self else self._observer()
         if rec is None:
-            rec = self._observer()
-        if rec is not None:
-            rec.token(token)
-        chan.put(token)
+            chan.put(token)
+        else:
+            t = rec.token(token)
+            chan.put(token if t is None else Timed(token, t))
 
     async def acall(self, token: Any, node_name: str | None = None) -> None:
         """Send a token. With ``max_buffered`` set, waits while the buffer is full."""
@@ -449,12 +461,12 @@ class Callback(_StreamBase):
             await chan.wait_space()
             if chan.closed:
                 raise self._closed_error("Cannot add tokens to a closed stream")
-        rec = self._rec
+        rec = self._rec if self._root is not self else self._observer()
         if rec is None:
-            rec = self._observer()
-        if rec is not None:
-            rec.token(token)
-        chan.put(token)
+            chan.put(token)
+        else:
+            t = rec.token(token)
+            chan.put(token if t is None else Timed(token, t))
 
     def build_special_token(self, name: str, params: dict[str, Any] | None = None) -> str:
         """Render a special token, e.g. ``build_special_token("END") == "<graphai:END:>"``."""
@@ -548,12 +560,7 @@ class EventCallback(_StreamBase):
         chan = self._chan
         if chan.closed:
             raise self._closed_error("Cannot add tokens to a closed stream")
-        rec = self._rec
-        if rec is None:
-            rec = self._observer()
-        if rec is not None:
-            rec.token(token)
-        chan.put(self._event(token, type, identifier, params))
+        self._emit(chan, self._event(token, type, identifier, params), token)
 
     async def acall(
         self,
@@ -570,12 +577,7 @@ class EventCallback(_StreamBase):
             await chan.wait_space()
             if chan.closed:
                 raise self._closed_error("Cannot add tokens to a closed stream")
-        rec = self._rec
-        if rec is None:
-            rec = self._observer()
-        if rec is not None:
-            rec.token(token)
-        chan.put(self._event(token, type, identifier, params))
+        self._emit(chan, self._event(token, type, identifier, params), token)
 
     async def _build_special_token(self, name: str, params: dict[str, Any] | None = None) -> str:
         raise NotImplementedError("This method is not implemented for the `EventCallback` class.")

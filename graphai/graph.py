@@ -311,16 +311,22 @@ class Graph:
         (one name) or ``choices`` (several, run in parallel)."""
         if not getattr(router, "is_router", False):
             raise TypeError("A router object must be passed to the router parameter.")
-        for s in sources:
-            self.add_edge(s, router)
-        for d in destinations:
-            self.add_edge(router, d)
+        # resolve everything first: a bad argument leaves the graph unchanged
+        r = self._get_node(router, "add_router(): router")
+        srcs = [self._get_node(x, "add_router(): source") for x in sources]
+        dsts = [self._get_node(x, "add_router(): destination") for x in destinations]
+        for x in srcs:
+            self.add_edge(x, r)
+        for x in dsts:
+            self.add_edge(r, x)
         return self
 
     def add_parallel(self, source: Any, destinations: list[Any]) -> Graph:
         """Add an edge from ``source`` to each destination: they run concurrently."""
-        for d in destinations:
-            self.add_edge(source, d)
+        src = self._get_node(source, "add_parallel(): source")
+        dsts = [self._get_node(d, "add_parallel(): destination") for d in destinations]
+        for d in dsts:
+            self.add_edge(src, d)
         return self
 
     def add_join(self, sources: list[Any], destination: Any) -> Graph:
@@ -431,15 +437,18 @@ class Graph:
         then propagates) or the run is cancelled. Without a ``callback``, one is made with
         ``get_callback()``; nobody can read it, so its tokens are counted but not buffered.
         """
-        if not isinstance(input, dict):
-            raise TypeError(f"execute(): input must be a dict, got {type(input).__name__}")
         if callback is None:
             callback = self.get_callback()
             if type(callback) in (Callback, EventCallback) and (
                 type(self).get_callback is Graph.get_callback
             ):
                 callback._chan.buf = deque(maxlen=0)  # nobody can read it: keep nothing
-        assert self.start_node is not None, "Graph must be compiled before execution"
+        if not isinstance(input, dict):
+            await self._close(callback)
+            raise TypeError(f"execute(): input must be a dict, got {type(input).__name__}")
+        if self.start_node is None:
+            await self._close(callback)
+            raise AssertionError("Graph must be compiled before execution")
         self.branch_errors = []
         instr = _hooks.get_instrumentation()
         obs = instr.run(self.name, uuid.uuid4().hex, input) if instr.enabled else _hooks.NOOP_RUN

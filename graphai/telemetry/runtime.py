@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Iterable
 from time import perf_counter
+from time import perf_counter as _perf_counter
 from typing import Any
 
 import structlog
@@ -389,8 +390,6 @@ class _RunObs(_hooks.RunObserver):
             hist.record(seconds, attrs)
 
         channel.on_delay = on_delay
-        channel.sample_every = 64
-        channel._sample_left = 1  # sample the first content token too
 
     def end(
         self,
@@ -549,19 +548,24 @@ class _NodeObs(_hooks.NodeObserver):
             run.log.debug(N.LOG_NODE_START, **{N.NODE_NAME: name, N.NODE_KIND: kind, N.NODE_STEP: step})
 
     # -- hot path --------------------------------------------------------------------------------
-    def token(self, token: Any) -> None:
-        now = perf_counter()
+    def token(self, token: Any) -> float | None:
+        now = _perf_counter()
         n = self.n
+        self.n = n + 1
         if n:
             gap = now - self.t_last
             if gap > self.max_gap:
                 self.max_gap = gap
-        else:
-            self._first(now)
+            self.t_last = now
+            if n == self.ev_next:
+                self._event(n, token)
+            # one delivery-delay sample every 64 tokens (the first included)
+            return None if n & 63 else now
         self.t_last = now
-        self.n = n + 1
-        if n == self.ev_next:
-            self._event(n, token)
+        self._first(now)
+        if self.ev_next == 0:
+            self._event(0, token)
+        return now
 
     def _first(self, now: float) -> None:
         self.t_first = now
