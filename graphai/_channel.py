@@ -77,6 +77,12 @@ class Channel:
             if not w.done():
                 w.set_result(None)
 
+    def wake(self, w: asyncio.Future[None]) -> None:
+        """Wake the waiting consumer (``w`` is ``self._waiter``); for inlined puts."""
+        self._waiter = None
+        if not w.done():
+            w.set_result(None)
+
     def put_marker(self, item: Any) -> None:
         """Append a control item (never sampled)."""
         self.buf.append(item)

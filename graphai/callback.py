@@ -17,7 +17,7 @@ import contextvars
 import json
 import string
 import types
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from enum import Enum
 from time import perf_counter
@@ -334,8 +334,9 @@ class _StreamBase:
     def _render(self, m: _Marker) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _content(self, token: Any) -> Any:
-        return token
+    def _content_formatter(self) -> Callable[[str], str] | None:
+        """How string content tokens are rendered; ``None`` for as-is."""
+        return None
 
     async def aiter(self) -> AsyncIterator[Any]:
         """
@@ -350,7 +351,7 @@ class _StreamBase:
         buf = chan.buf
         bounded = chan.maxsize is not None
         render = self._render
-        content = self._content
+        content = self._content_formatter()
         finished = False
         try:
             while True:
@@ -366,7 +367,7 @@ class _StreamBase:
                     chan.taken()
                 cls = item.__class__
                 if cls is str:
-                    yield content(item)
+                    yield item if content is None else content(item)
                 elif cls is _Marker:
                     if item.kind == _END:
                         finished = True
@@ -380,7 +381,8 @@ class _StreamBase:
                             on_delay(perf_counter() - item.t)
                         except Exception:  # telemetry never breaks the stream
                             pass
-                    yield content(item.token)
+                    tok = item.token
+                    yield tok if content is None or tok.__class__ is not str else content(tok)
                 else:
                     yield item
         finally:
@@ -444,11 +446,14 @@ class Callback(_StreamBase):
         if node_name:
             self._check_node_name(node_name)
         rec = self._rec if self._root is not self else self._observer()
-        if rec is None:
-            chan.put(token)
-        else:
+        if rec is not None:
             t = rec.token(token)
-            chan.put(token if t is None else Timed(token, t))
+            if t is not None:
+                token = Timed(token, t)
+        chan.buf.append(token)
+        w = chan._waiter
+        if w is not None:
+            chan.wake(w)
 
     async def acall(self, token: Any, node_name: str | None = None) -> None:
         """Send a token. With ``max_buffered`` set, waits while the buffer is full."""
@@ -462,11 +467,14 @@ class Callback(_StreamBase):
             if chan.closed:
                 raise self._closed_error("Cannot add tokens to a closed stream")
         rec = self._rec if self._root is not self else self._observer()
-        if rec is None:
-            chan.put(token)
-        else:
+        if rec is not None:
             t = rec.token(token)
-            chan.put(token if t is None else Timed(token, t))
+            if t is not None:
+                token = Timed(token, t)
+        chan.buf.append(token)
+        w = chan._waiter
+        if w is not None:
+            chan.wake(w)
 
     def build_special_token(self, name: str, params: dict[str, Any] | None = None) -> str:
         """Render a special token, e.g. ``build_special_token("END") == "<graphai:END:>"``."""
@@ -489,9 +497,15 @@ class Callback(_StreamBase):
             s = self._tokens_cache[key] = self.build_special_token(token)
         return s
 
-    def _content(self, token: Any) -> Any:
+    def _content_formatter(self) -> Callable[[str], str] | None:
         fmt = self._tok_fmt
-        return token if fmt is None else fmt.format(token=token)
+        if fmt is None:
+            return None
+
+        def render(token: str) -> str:
+            return fmt.format(token=token)
+
+        return render
 
     def special_tokens(self) -> dict[str, str]:
         """The format's END token and the patterns of node tokens (for stream parsers)."""

@@ -64,6 +64,16 @@ class TestLifecycleLogs:
         assert run_end["outcome"] == "ok" and run_end["tokens"] == 3 and run_end["log_level"] == "info"
         assert "hidden" not in repr(logs) and "secret" not in repr(logs)
 
+    async def test_lifecycle_lines_carry_their_span_ids(self, signals: Signals) -> None:
+        with capture_logs(processors=[add_otel_context]) as logs:
+            await drive(streaming_graph())
+        by_event = {(e["event"], e.get("graphai.node.name")): e for e in logs}
+        talk = signals.span("talk")
+        run = signals.span("invoke_workflow lg")
+        assert by_event[("node.end", "talk")]["span_id"] == format(talk.context.span_id, "016x")
+        assert by_event[("graph.run.end", None)]["span_id"] == format(run.context.span_id, "016x")
+        assert by_event[("graph.run.end", None)]["trace_id"] == format(run.context.trace_id, "032x")
+
     async def test_node_error_logged_with_exc_info(self, signals: Signals) -> None:
         @node(start=True, end=True)
         async def bad() -> dict:

@@ -10,10 +10,11 @@ and never reaches the graph.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from time import perf_counter
 from time import perf_counter as _perf_counter
 from typing import Any
@@ -76,6 +77,19 @@ def _internal_error(where: str, exc: BaseException) -> None:
         _log.warning("telemetry.internal_error", where=where, error_type=type(exc).__name__)
     except Exception:
         pass
+
+
+@contextlib.contextmanager
+def _current(span: Any) -> Iterator[None]:
+    """Make ``span`` current for the lines logged at its end (trace/span ids in those logs)."""
+    if span is None:
+        yield
+        return
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def _truncate(value: Any, limit: int) -> str:
@@ -430,14 +444,15 @@ class _RunObs(_hooks.RunObserver):
                 if ttft is not None:
                     inst.graph_ttft.record(ttft, instr.attrs(self.graph))
             if self.log is not None:
-                self.log.info(
-                    N.LOG_RUN_END,
-                    outcome=outcome,
-                    duration_s=round(duration, 6),
-                    ttft_s=None if ttft is None else round(ttft, 6),
-                    tokens=self.tokens,
-                    **({N.ERROR_TYPE: err} if err else {}),
-                )
+                with _current(span):
+                    self.log.info(
+                        N.LOG_RUN_END,
+                        outcome=outcome,
+                        duration_s=round(duration, 6),
+                        ttft_s=None if ttft is None else round(ttft, 6),
+                        tokens=self.tokens,
+                        **({N.ERROR_TYPE: err} if err else {}),
+                    )
         except Exception as exc:
             _internal_error("run.end", exc)
 
@@ -735,8 +750,10 @@ class _NodeObs(_hooks.NodeObserver):
                 fields["token_rate"] = None if rate is None else round(rate, 3)
             if err is not None:
                 fields[N.ERROR_TYPE] = err
-                log.error(N.LOG_NODE_ERROR, exc_info=error, **fields)
-            log.info(N.LOG_NODE_END, **fields)
+            with _current(span):
+                if err is not None:
+                    log.error(N.LOG_NODE_ERROR, exc_info=error, **fields)
+                log.info(N.LOG_NODE_END, **fields)
 
 
 # -- installation -----------------------------------------------------------------------------------
