@@ -24,7 +24,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check graphai tests benchmarks examples dashboards
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 typecheck: lint
