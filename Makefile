@@ -35,5 +35,9 @@ bench: $(STAMP)
 dashboards: $(STAMP)
 	$(PY) dashboards/generate.py
 
+# Opt-in: Arize Phoenix (own venv) as a real trace viewer + a headless Chromium screenshot.
+e2e: $(STAMP)
+	$(PY) -m pytest e2e -q -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

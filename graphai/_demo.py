@@ -381,8 +381,11 @@ _ASCII = {
 
 
 def _can_encode(stream: TextIO, text: str) -> bool:
+    encoding = getattr(stream, "encoding", None)
+    if encoding is None:  # an in-memory text stream (io.StringIO): any character goes
+        return True
     try:
-        text.encode(getattr(stream, "encoding", None) or "ascii")
+        text.encode(encoding)
     except (UnicodeEncodeError, LookupError):
         return False
     return True
@@ -409,6 +412,7 @@ class Out:
         self.width = max(60, shutil.get_terminal_size((100, 24)).columns)
         self._progress: Callable[[], str] | None = None
         self._shown = False
+        self.closed = False  # the reader went away (broken pipe)
 
     def paint(self, text: str, *codes: str) -> str:
         if not self.color or not codes or not text:
@@ -421,15 +425,26 @@ class Out:
     def dim(self, text: str) -> str:
         return self.paint(text, "2")
 
+    def _put(self, text: str, flush: bool = True) -> None:
+        """Write to the stream; once the reader is gone (``graphai | head``), drop output."""
+        if self.closed:
+            return
+        try:
+            if text:
+                self.stream.write(text)
+            if flush:
+                self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+
     def write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        self._put(text)
 
     def line(self, text: str = "") -> None:
         """Write a full line (above the progress line, if one is shown)."""
         if self._shown:
-            self.stream.write("\r\x1b[K")
-        self.stream.write(text + "\n")
+            self._put("\r\x1b[K", flush=False)
+        self._put(text + "\n", flush=False)
         self._shown = False
         self.refresh()
 
@@ -438,21 +453,23 @@ class Out:
         if not self.tty:
             return
         if render is None and self._shown:
-            self.stream.write("\r\x1b[K")
+            self._put("\r\x1b[K", flush=False)
             self._shown = False
         self._progress = render
         self.refresh()
 
     def refresh(self) -> None:
         if self._progress is not None:
-            self.stream.write("\r\x1b[K" + self._progress())
+            self._put("\r\x1b[K" + self._progress(), flush=False)
             self._shown = True
-        self.stream.flush()
+        self._put("")
 
 
 def _fmt_s(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 0.00995:
+        return f"{seconds * 1000:.1f}ms"
     if seconds < 0.0995:
         return f"{seconds * 1000:.0f}ms"
     return f"{seconds:.2f}s"
@@ -703,13 +720,22 @@ def setup_telemetry(args: argparse.Namespace, out: Out) -> Telemetry:
         port = 0
     addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     otlp_on = _otlp_traces_on(args.otlp)
-    handle = graphai.telemetry.configure(
-        service_name=None if os.environ.get("OTEL_SERVICE_NAME") else SERVICE_NAME,
-        otlp_endpoint=args.otlp,
-        prometheus_addr=addr,
-        logs=otlp_on,
-        set_global=False,
-    )
+    try:
+        handle = graphai.telemetry.configure(
+            service_name=None if os.environ.get("OTEL_SERVICE_NAME") else SERVICE_NAME,
+            otlp_endpoint=args.otlp,
+            prometheus_addr=addr,
+            logs=otlp_on,
+            set_global=False,
+        )
+    except ImportError as exc:  # an [otel] exporter package is missing
+        tel.notes.append(
+            f"telemetry: {exc} (pip install 'graphai-otel[otel]'); running without it"
+        )
+        return tel
+    if handle.tracer_provider is None and handle.meter_provider is None:
+        tel.notes.append("telemetry off (OTEL_SDK_DISABLED=true)")
+        return tel
     tel.handle = handle
     tp = handle.tracer_provider
     if isinstance(tp, TracerProvider):
@@ -1283,7 +1309,7 @@ def _banner(out: Out, args: argparse.Namespace, tel: Telemetry) -> None:
     out.line(
         out.bold("graphai demo")
         + out.dim(
-            f"  {g['dot']} graph {GRAPH_NAME} {g['dot']} simulated LLM (no network) "
+            f" {g['dot']} graph {GRAPH_NAME} {g['dot']} simulated LLM (no network) "
             f"{g['dot']} seed {args.seed} {g['dot']} speed {args.speed:g}x "
             f"{g['dot']} {args.runs} run{'s' if args.runs > 1 else ''}"
             + (f", {args.concurrency} at a time" if args.runs > 1 else "")
@@ -1407,6 +1433,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     stream = stdout or sys.stdout
     isatty: Callable[[], bool] | None = getattr(stream, "isatty", None)
     out = Out(stream, color_wanted(stream, args.color), bool(isatty and isatty()))
+    was_instrumented = graphai.telemetry.is_instrumented()
     try:
         tel = setup_telemetry(args, out)
     except ValueError as exc:  # an invalid OTEL_*/GRAPHAI_* variable
@@ -1429,5 +1456,13 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
             import structlog
 
             structlog.reset_defaults()
+        if args.no_telemetry and was_instrumented:
+            graphai.telemetry.instrument()
     out.line(out.dim(f"done in {time.perf_counter() - t0:.1f}s"))
+    if out.closed and stream is sys.stdout:
+        # the reader is gone: point stdout at /dev/null so the interpreter's final flush
+        # does not fail too
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
     return code

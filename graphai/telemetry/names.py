@@ -2,7 +2,7 @@
 Every span, attribute, event and metric name graphai emits, with units and bucket sets.
 
 This module is the contract of ``spec/TELEMETRY.md``: dashboards, alert rules, docs and users'
-queries rely on these names. ``tests/test_telemetry_names.py`` keeps ``docs/telemetry.md`` in
+queries rely on these names. ``tests/test_telemetry_docs.py`` keeps ``docs/telemetry.md`` in
 sync with it.
 """
 
