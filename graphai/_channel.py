@@ -95,9 +95,13 @@ class Channel:
     def full(self) -> bool:
         return self.maxsize is not None and len(self.buf) >= self.maxsize
 
-    async def wait_space(self) -> None:
-        """Suspend until the buffer is below its bound (or the consumer is gone)."""
-        while self.maxsize is not None and len(self.buf) >= self.maxsize and not self.gone:
+    async def wait_space(self, need: int = 1) -> None:
+        """Suspend until ``need`` more items fit under the bound (or the consumer is gone)."""
+        maxsize = self.maxsize
+        if maxsize is None:
+            return
+        limit = maxsize - min(need, maxsize)
+        while len(self.buf) > limit and not self.gone:
             fut = self._space
             if fut is None or fut.done():
                 fut = self._space = asyncio.get_running_loop().create_future()

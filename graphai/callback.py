@@ -74,6 +74,13 @@ def _yield_once() -> Generator[None, None, None]:
     yield
 
 
+# The observer of the engine node run whose markers a (non-native) callback is emitting: lets a
+# Callback subclass driven by the engine report tokens to the engine's node span.
+_ENGINE_NODE: contextvars.ContextVar[_hooks.NodeObserver | None] = contextvars.ContextVar(
+    "graphai_engine_node", default=None
+)
+
+
 class StrEnum(Enum):
     """Enum whose ``str()`` is its value (as upstream's ``graphai.callback.StrEnum``)."""
 
@@ -130,22 +137,34 @@ class CallbackProtocol(Protocol):
     async def close(self) -> None: ...
 
 
-def _check_format(value: Any, arg: str, allowed: tuple[str, ...]) -> str | None:
-    """Validate a format string; returns None when the format is the identity ``{token}``."""
+def _check_format(value: Any, arg: str, sample: dict[str, str]) -> str | None:
+    """
+    Validate a format string against the placeholders in ``sample`` and render it once with
+    the sample values, so a bad format fails here and never in the middle of a stream.
+    Returns None when the format is the identity ``{token}``.
+    """
     if not isinstance(value, str):
         raise TypeError(f"{arg} must be a str, got {type(value).__name__}")
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        parsed = [(f, conv) for _, f, _, conv in string.Formatter().parse(value) if f is not None]
     except ValueError as exc:
         raise ValueError(f"{arg} {value!r} is not a valid format string: {exc}") from None
-    for f in fields:
-        base = f.split(".", 1)[0].split("[", 1)[0]
-        if base not in allowed:
+    allowed_s = ", ".join("{" + a + "}" for a in sample)
+    for f, conv in parsed:
+        if f not in sample:
             shown = "{" + f + "}" if f else "{}"
-            allowed_s = ", ".join("{" + a + "}" for a in allowed)
-            raise ValueError(
-                f"{arg} {value!r} uses unknown placeholder {shown}; allowed: {allowed_s}"
-            )
+            if f.split(".", 1)[0].split("[", 1)[0] in sample:
+                raise ValueError(
+                    f"{arg} {value!r} uses {shown}: attribute and index lookups are not "
+                    f"supported; allowed: {allowed_s}"
+                )
+            raise ValueError(f"{arg} {value!r} uses unknown placeholder {shown}; allowed: {allowed_s}")
+        if conv not in (None, "r", "s", "a"):
+            raise ValueError(f"{arg} {value!r} uses unknown conversion !{conv}")
+    try:
+        value.format(**sample)
+    except Exception as exc:
+        raise ValueError(f"{arg} {value!r} cannot be rendered: {exc}") from None
     return None if value == "{token}" else value
 
 
@@ -286,49 +305,67 @@ class _StreamBase:
 
     # -- node management (standalone use) -------------------------------------------------
     async def start_node(self, node_name: str, active: bool = True) -> None:
-        """Mark the start of a node: emits its start markers and opens its span."""
+        """
+        Mark the start of a node: emits its start markers. Outside a graph run it also opens
+        the node's span (under the current span); inside one (a callback subclass driven by
+        the engine) tokens go to the engine's node span.
+        """
         chan = self._chan
         if chan.closed:
             raise self._closed_error("Cannot start node on a closed stream")
         self._node_name = node_name
         self._root._first_token = False
         self._active = active
-        rec = _hooks.get_instrumentation().standalone_node(node_name)
-        prev = self._open.pop(node_name, None)
-        if prev is not None:
-            prev.end(_hooks.OK)
-        self._open[node_name] = rec
-        self._rec = rec
+        engine_rec = _ENGINE_NODE.get()
+        if engine_rec is not None:
+            self._rec = None if engine_rec is _hooks.NOOP_NODE else engine_rec
+        else:
+            self._end_open(node_name, _hooks.OK)
+            rec = _hooks.get_instrumentation().standalone_node(node_name)
+            if rec is not _hooks.NOOP_NODE:
+                self._open[node_name] = rec
+            self._rec = None if rec is _hooks.NOOP_NODE else rec
         if active:
             chan.put_marker(_Marker(_START, node_name))
             if self._id_marker:
                 chan.put_marker(_Marker(_ID, node_name))
 
-    async def end_node(self, node_name: str) -> None:
-        """Mark the end of a node: emits its end marker and ends its span."""
-        chan = self._chan
-        if chan.closed:
-            raise self._closed_error("Cannot end node on a closed stream")
-        name = node_name if node_name in self._open else self._node_name
-        if self._active and name is not None:
-            chan.put_marker(_Marker(_END_NODE, name))
+    def _end_open(self, name: str | None, outcome: str) -> None:
+        """End the standalone span opened by ``start_node(name)``, if any."""
         rec = self._open.pop(name, None) if name is not None else None
         if rec is not None:
-            rec.end(_hooks.OK)
-            if self._rec is rec:
-                self._rec = None
+            rec.end(outcome)
+        if rec is not None and self._rec is rec:
+            self._rec = None
+
+    async def end_node(self, node_name: str) -> None:
+        """Mark the end of a node: emits its end marker and ends its span (also when the
+        stream is already closed, which then raises)."""
+        chan = self._chan
+        name = node_name or self._node_name
+        if _ENGINE_NODE.get() is not None:
+            self._rec = None
+        if chan.closed:
+            self._end_open(name, _hooks.CANCELLED if chan.gone else _hooks.OK)
+            raise self._closed_error("Cannot end node on a closed stream")
+        if self._active and name is not None:
+            chan.put_marker(_Marker(_END_NODE, name))
+        self._end_open(name, _hooks.OK)
 
     async def close(self) -> None:
-        """Close the stream: emits END once; later calls do nothing."""
+        """Close the stream: emits END once; later calls do nothing. Ends the spans of
+        standalone nodes still open."""
         chan = self._chan
+        if self._open:
+            outcome = _hooks.CANCELLED if chan.gone else _hooks.OK
+            for rec in list(self._open.values()):
+                rec.end(outcome)
+            self._open.clear()
+            self._rec = None
         if chan.closed:
             return
         chan.closed = True
         chan.put_marker(_END_MARKER)
-        if self._open:
-            for rec in list(self._open.values()):
-                rec.end(_hooks.OK)
-            self._open.clear()
 
     # -- consumer ---------------------------------------------------------------------------
     def _render(self, m: _Marker) -> Any:  # pragma: no cover - overridden
@@ -420,8 +457,14 @@ class Callback(_StreamBase):
         *,
         max_buffered: int | None = None,
     ) -> None:
-        _check_format(special_token_format, "special_token_format", ("identifier", "token", "params"))
-        self._tok_fmt = _check_format(token_format, "token_format", ("token",))
+        if identifier is not None and not isinstance(identifier, str):
+            raise TypeError(f"identifier must be a str, got {type(identifier).__name__}")
+        _check_format(
+            special_token_format,
+            "special_token_format",
+            {"identifier": identifier or "", "token": "node:start", "params": ""},
+        )
+        self._tok_fmt = _check_format(token_format, "token_format", {"token": "token"})
         self.special_token_format = special_token_format
         self.token_format = token_format
         self._tokens_cache: dict[tuple[int, str], str] = {}

@@ -10,6 +10,8 @@ constant time, and more (README, "Differences from graphai-lib").
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import uuid
 from collections import deque
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 import structlog
 
 from graphai import _hooks
-from graphai.callback import _CURRENT_VIEW, Callback, EventCallback, _StreamBase
+from graphai.callback import _CURRENT_VIEW, _ENGINE_NODE, Callback, EventCallback, _StreamBase
 from graphai.errors import (
     BranchError,
     ConsumerGoneError,
@@ -463,6 +465,8 @@ class Graph:
             obs.end(_outcome(exc), exc, run.steps)
             await self._close(callback)
             raise
+        if run.native and callback._chan.maxsize is not None:
+            await callback._chan.wait_space()
         await self._close(callback)
         result.pop("upstream", None)
         obs.end(_hooks.OK, None, run.steps, result)
@@ -540,15 +544,21 @@ class Graph:
             getattr(node, "model", None),
         )
         cb = run.callback
+        native = run.native
         view: Any = None
         ctx_token = None
-        view_token = None
+        view_token: contextvars.Token[Any] | None = None
         try:
             if stream:
-                if run.native:
+                # the start markers; a native callback hands out a per-node view, a foreign
+                # one is driven through its own methods (tokens reach `obs` via _ENGINE_NODE)
+                if native:
+                    if cb._chan.maxsize is not None:  # markers respect the bound too
+                        await cb._chan.wait_space(2 if cb._id_marker else 1)
                     view = cb._open_node(name, obs)
                     view_token = _CURRENT_VIEW.set(view)
                 else:
+                    view_token = _ENGINE_NODE.set(obs)
                     await cb.start_node(node_name=name)
                     view = cb
             ctx_token = obs.attach()
@@ -565,26 +575,31 @@ class Graph:
         except BaseException as exc:
             if ctx_token is not None:
                 obs.detach(ctx_token)
-            if view_token is not None:
-                _CURRENT_VIEW.reset(view_token)
-            if stream and view is not None:
-                if run.native:
+            if view is not None:
+                if native:
                     view._close_node()
                 else:
-                    try:
+                    with contextlib.suppress(Exception):
                         await cb.end_node(node_name=name)
-                    except Exception:
-                        pass
+            if view_token is not None:
+                (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
             obs.end(_outcome(exc), exc)
             raise
         obs.detach(ctx_token)
-        if view_token is not None:
-            _CURRENT_VIEW.reset(view_token)
-        if stream:
-            if run.native:
-                view._close_node()
-            else:
-                await cb.end_node(node_name=name)
+        try:
+            if stream:
+                if native:
+                    if cb._chan.maxsize is not None:
+                        await cb._chan.wait_space()
+                    view._close_node()
+                else:
+                    await cb.end_node(node_name=name)
+        except BaseException as exc:
+            obs.end(_outcome(exc), exc)
+            raise
+        finally:
+            if view_token is not None:
+                (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
         if node.is_router:
             obs.router_choice(output.get("choices", output.get("choice")))
         obs.end(_hooks.OK, None, output)
