@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 from graphai.schema import FunctionSchema
 
@@ -192,6 +192,32 @@ class _Node:
         cls_any.model = model
         cls_any.func = func
         return NodeClass
+
+    @overload
+    def __call__(
+        self,
+        func: Callable[..., Any],
+        start: bool = False,
+        end: bool = False,
+        stream: bool = False,
+        name: str | None = None,
+        *,
+        kind: str | None = None,
+        model: str | None = None,
+    ) -> type[Any]: ...
+
+    @overload
+    def __call__(
+        self,
+        func: None = None,
+        start: bool = False,
+        end: bool = False,
+        stream: bool = False,
+        name: str | None = None,
+        *,
+        kind: str | None = None,
+        model: str | None = None,
+    ) -> Callable[[Callable[..., Any]], type[Any]]: ...
 
     def __call__(
         self,

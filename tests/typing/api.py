@@ -1,0 +1,52 @@
+"""User-facing API, type-checked by mypy --strict (never executed): see tests/test_typing.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from graphai import Callback, EventCallback, Graph, GraphEvent, node, parse_stream_token, router
+
+
+@node(start=True)
+async def prep(query: str) -> dict[str, Any]:
+    return {"query": query}
+
+
+@node(end=True, stream=True, kind="llm", model="m")
+async def answer(query: str, callback: Callback) -> dict[str, Any]:
+    await callback.acall(query)
+    return {"answer": query}
+
+
+@router
+async def pick(query: str) -> dict[str, Any]:
+    return {"choice": "answer"}
+
+
+def build() -> Graph:
+    return Graph(name="typed").add_node(prep()).add_node(answer()).add_edge(prep, answer)
+
+
+async def main() -> dict[str, Any]:
+    cb = Callback(max_buffered=10)
+    consumer = asyncio.ensure_future(consume(cb))
+    result = await build().execute({"query": "q"}, callback=cb)
+    tokens: list[str] = await consumer
+    return {**result, "tokens": tokens}
+
+
+async def consume(cb: Callback) -> list[str]:
+    out: list[str] = []
+    async for token in cb.aiter():
+        item = parse_stream_token(token, cb)
+        if item.kind == "token":
+            out.append(item.text)
+    return out
+
+
+def encode(ev: GraphEvent) -> bytes:
+    return ev.encode()
+
+
+_ = (EventCallback, pick)
