@@ -20,9 +20,8 @@ from graphlib import CycleError, TopologicalSorter
 from time import perf_counter
 from typing import Any, Protocol
 
-import structlog
-
 from graphai import _hooks
+from graphai._log import log_event
 from graphai.callback import _CURRENT_VIEW, _ENGINE_NODE, Callback, EventCallback, _StreamBase
 from graphai.errors import (
     BranchError,
@@ -47,7 +46,6 @@ __all__ = [
     "NodeProtocol",
 ]
 
-_log = structlog.get_logger("graphai")
 
 
 class NodeProtocol(Protocol):
@@ -521,7 +519,7 @@ class Graph:
                     if inspect.isawaitable(res):
                         await res
         except Exception as exc:  # a user callback's close() failing must not mask the result
-            _log.warning("callback.close_failed", error_type=type(exc).__name__)
+            log_event("warning", "callback.close_failed", error_type=type(exc).__name__)
 
     async def _invoke_node(
         self,
@@ -721,7 +719,8 @@ class Graph:
                     if inspect.isawaitable(verdict):
                         verdict = await verdict
                 except Exception as exc:
-                    _log.error(
+                    log_event(
+                        "error",
                         "branch.condition_failed",
                         source=edge.source.name,
                         destination=edge.destination.name,
@@ -745,7 +744,8 @@ class Graph:
         try:
             await self._run_path(edge.destination, payload, run, 0, False, True, None)
         except Exception as exc:
-            _log.error(
+            log_event(
+                "error",
                 "branch.failed",
                 source=edge.source.name,
                 destination=edge.destination.name,

@@ -118,3 +118,28 @@ class TestProcessors:
     def test_no_span_no_ids(self) -> None:
         assert add_otel_context(None, "info", {"event": "e"}) == {"event": "e"}
         assert add_graph_context(None, "info", {"event": "e"}) == {"event": "e"}
+
+
+class TestLibraryWarnings:
+    """graphai's own warnings go to stdlib logging when structlog is not configured."""
+
+    async def test_branch_failure_without_structlog(self, capsys, caplog) -> None:
+        structlog.reset_defaults()
+
+        @node(start=True, end=True)
+        async def main() -> dict:
+            return {}
+
+        @node()
+        async def side() -> dict:
+            raise RuntimeError("side failed")
+
+        g = Graph(name="w").add_node(main()).add_node(side()).add_branch(main, side)
+        with caplog.at_level("ERROR", logger="graphai"):
+            assert await g.execute({}) == {}
+        out = capsys.readouterr()
+        assert out.out == ""
+        assert [r.getMessage() for r in caplog.records if r.name == "graphai"] == [
+            "branch.failed source='main' destination='side' error_type='RuntimeError'"
+        ]
+        assert [type(e.error) for e in g.branch_errors] == [RuntimeError]

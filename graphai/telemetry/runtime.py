@@ -27,6 +27,7 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from graphai import _hooks
+from graphai._log import log_event
 from graphai.telemetry import env
 from graphai.telemetry import names as N
 
@@ -74,7 +75,7 @@ def _internal_error(where: str, exc: BaseException) -> None:
         return
     _warned.add(where)
     try:
-        _log.warning("telemetry.internal_error", where=where, error_type=type(exc).__name__)
+        log_event("warning", "telemetry.internal_error", where=where, error_type=type(exc).__name__)
     except Exception:
         pass
 

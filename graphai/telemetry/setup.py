@@ -29,7 +29,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import structlog
 from opentelemetry import _logs, trace
 from opentelemetry import metrics as metrics_api
 from opentelemetry._logs import SeverityNumber
@@ -41,6 +40,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from graphai._log import log_event
 from graphai.telemetry import env
 from graphai.telemetry.runtime import instrument, is_instrumented, uninstrument
 
@@ -69,7 +69,6 @@ _NOOP_PROVIDERS: Final = frozenset(
 # only once per process, so a later configure() cannot replace them; it builds its own.
 _retired: weakref.WeakSet[Any] = weakref.WeakSet()
 _owner: list[TelemetryHandle | None] = [None]
-_log = structlog.get_logger("graphai")
 
 
 # -- structlog -> OTel logs -------------------------------------------------------------------------
@@ -432,7 +431,7 @@ def _start_prometheus(
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        _log.warning(LOG_PROMETHEUS_FAILED, addr=f"{host}:{port}", error=str(exc))
+        log_event("warning", LOG_PROMETHEUS_FAILED, addr=f"{host}:{port}", error=str(exc))
         return None
     return PrometheusMetricReader(registry=registry), server, thread
 
@@ -591,7 +590,7 @@ def configure(
         restore_instrumented=is_instrumented(),
     )
     if existing:
-        _log.warning(LOG_PROVIDERS_EXIST, signals=existing, action="used as they are")
+        log_event("warning", LOG_PROVIDERS_EXIST, signals=existing, action="used as they are")
     instrument(tracer_provider=tp, meter_provider=mp)
     _owner[0] = handle
     return handle

@@ -1,0 +1,33 @@
+"""
+graphai's own warnings and errors (branch failures, telemetry problems).
+
+Through structlog (``structlog.get_logger("graphai")``) when the application configured
+structlog; otherwise through the stdlib logger ``graphai``, so an application that never set up
+structlog does not get structlog's default printing on stdout.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import structlog
+
+__all__ = ["log_event"]
+
+_slog = structlog.get_logger("graphai")
+_std = logging.getLogger("graphai")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def log_event(level: str, event: str, **fields: Any) -> None:
+    """Log ``event`` with ``fields`` at ``level`` (debug/info/warning/error); never raises."""
+    try:
+        if structlog.is_configured():
+            getattr(_slog, level)(event, **fields)
+        else:
+            lvl = _LEVELS[level]
+            if _std.isEnabledFor(lvl):
+                _std.log(lvl, "%s %s", event, " ".join(f"{k}={v!r}" for k, v in fields.items()))
+    except Exception:
+        pass
