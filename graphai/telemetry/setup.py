@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from graphai._log import log_event
 from graphai.telemetry import env
+from graphai.telemetry._watch import WatchedLogExporter, WatchedMetricExporter, WatchedSpanExporter
 from graphai.telemetry.runtime import instrument, is_instrumented, uninstrument
 
 if TYPE_CHECKING:
@@ -537,7 +538,7 @@ def configure(
         if traces and tp is None:
             sdk_tp = TracerProvider(resource=resource, shutdown_on_exit=False)
             if "traces" in protocols:
-                exporter = _span_exporter(protocols["traces"], otlp_endpoint)
+                exporter = WatchedSpanExporter(_span_exporter(protocols["traces"], otlp_endpoint))
                 sdk_tp.add_span_processor(BatchSpanProcessor(exporter))
             owned.append(sdk_tp)
             tp = sdk_tp
@@ -546,7 +547,7 @@ def configure(
         if metrics and mp is None:
             readers: list[MetricReader] = []
             if "metrics" in protocols:
-                exp = _metric_exporter(protocols["metrics"], otlp_endpoint)
+                exp = WatchedMetricExporter(_metric_exporter(protocols["metrics"], otlp_endpoint))
                 readers.append(
                     PeriodicExportingMetricReader(
                         exp, export_interval_millis=metric_export_interval_ms
@@ -564,7 +565,7 @@ def configure(
         if logs and lp is None:
             sdk_lp = LoggerProvider(resource=resource, shutdown_on_exit=False)
             if "logs" in protocols:
-                log_exp = _log_exporter(protocols["logs"], otlp_endpoint)
+                log_exp = WatchedLogExporter(_log_exporter(protocols["logs"], otlp_endpoint))
                 sdk_lp.add_log_record_processor(BatchLogRecordProcessor(log_exp))
             owned.append(sdk_lp)
             lp = sdk_lp

@@ -1,0 +1,121 @@
+"""
+Exporter wrappers that report failures as ``telemetry.export_failed`` (warning, at most once a
+minute per signal, with the number of failed exports since the last report). They delegate
+everything else, never raise into the SDK's export loop, and never change what is exported.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from graphai._log import log_event
+from graphai.telemetry import names as N
+
+__all__ = ["FailureReport", "WatchedLogExporter", "WatchedMetricExporter", "WatchedSpanExporter"]
+
+REPORT_EVERY_S = 60.0
+
+
+class FailureReport:
+    """Counts failed exports of one signal; reports the first and then once per interval."""
+
+    def __init__(self, signal: str, every_s: float = REPORT_EVERY_S) -> None:
+        self.signal = signal
+        self.every_s = every_s
+        self.failures = 0
+        self._unreported = 0
+        self._last = -1e18
+        self._lock = threading.Lock()
+
+    def failed(self, exporter: object, error: BaseException | None = None) -> None:
+        with self._lock:
+            self.failures += 1
+            self._unreported += 1
+            now = time.monotonic()
+            if now - self._last < self.every_s:
+                return
+            count, self._unreported, self._last = self._unreported, 0, now
+        fields: dict[str, Any] = {"signal": self.signal, "exporter": type(exporter).__name__, "failures": count}
+        if error is not None:
+            fields["error_type"] = type(error).__name__
+        log_event("warning", N.LOG_EXPORT_FAILED, **fields)
+
+
+class WatchedSpanExporter(SpanExporter):
+    def __init__(self, inner: SpanExporter, report: FailureReport | None = None) -> None:
+        self.inner = inner
+        self.report = report or FailureReport("traces")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:
+            self.report.failed(self.inner, exc)
+            return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self.report.failed(self.inner)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class WatchedMetricExporter(MetricExporter):
+    def __init__(self, inner: MetricExporter, report: FailureReport | None = None) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.inner = inner
+        self.report = report or FailureReport("metrics")
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:
+            self.report.failed(self.inner, exc)
+            return MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            self.report.failed(self.inner)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+class WatchedLogExporter(LogRecordExporter):
+    def __init__(self, inner: LogRecordExporter, report: FailureReport | None = None) -> None:
+        self.inner = inner
+        self.report = report or FailureReport("logs")
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        try:
+            result = self.inner.export(batch)
+        except Exception as exc:
+            self.report.failed(self.inner, exc)
+            return LogRecordExportResult.FAILURE
+        if result is not LogRecordExportResult.SUCCESS:
+            self.report.failed(self.inner)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
