@@ -75,7 +75,7 @@ def _internal_error(where: str, exc: BaseException) -> None:
         return
     _warned.add(where)
     try:
-        log_event("warning", "telemetry.internal_error", where=where, error_type=type(exc).__name__)
+        log_event("warning", N.LOG_INTERNAL_ERROR, where=where, error_type=type(exc).__name__)
     except Exception:
         pass
 

@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from graphai._log import log_event
 from graphai.telemetry import env
+from graphai.telemetry import names as N
 from graphai.telemetry._watch import WatchedLogExporter, WatchedMetricExporter, WatchedSpanExporter
 from graphai.telemetry.runtime import instrument, is_instrumented, uninstrument
 
@@ -55,10 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = ["OTelLogsProcessor", "TelemetryHandle", "configure"]
 
-LOG_PROVIDERS_EXIST: Final = "telemetry.providers_exist"
-"""Warning: the application already set global providers; configure() uses them as they are."""
-LOG_PROMETHEUS_FAILED: Final = "telemetry.prometheus_failed"
-"""Warning: the ``/metrics`` endpoint could not be started (address in use, say)."""
+LOG_PROVIDERS_EXIST: Final = N.LOG_PROVIDERS_EXIST
+LOG_PROMETHEUS_FAILED: Final = N.LOG_PROMETHEUS_FAILED
 
 PROTOCOLS: Final = ("grpc", "http/protobuf")
 _SIGNALS: Final = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
