@@ -15,7 +15,12 @@ Adding a benchmark::
 
 - ``impls``: where it runs; ``("ours",)`` for telemetry benchmarks (upstream has none), and
   then import our-only modules inside the function, since upstream imports the script too.
-- ``isolate=True``: ``run.py`` gives it a process of its own (peak-RSS measurements).
+- ``isolate=True``: ``run.py`` gives it a process of its own (peak-RSS measurements, anything
+  that installs global telemetry state).
+- ``upstream_baseline="other_bench"``: for an ours-only benchmark, compare each metric with the
+  same-named metric of *upstream's* ``other_bench`` from the same run (``stream_telemetry``
+  against upstream's ``stream_plain``); ``run.py`` then runs that upstream benchmark even when
+  only this one is selected, and ``ratio`` targets use that cross-ratio.
 - ``ctx.quick`` / ``ctx.size(full, quick)``: smaller sizes for ``--quick`` smoke runs.
 - A result is ``{metric_name: metric(...)}``, optionally with an ``"info"`` key holding a
   dict of extra JSON-able details (sample lists, counts) shown only in the JSON.
@@ -66,6 +71,7 @@ class Bench:
     description: str
     impls: tuple[str, ...] = IMPLS
     isolate: bool = False
+    upstream_baseline: str | None = None
 
 
 BENCHMARKS: dict[str, Bench] = {}
@@ -77,8 +83,11 @@ def benchmark(
     *,
     impls: tuple[str, ...] = IMPLS,
     isolate: bool = False,
+    upstream_baseline: str | None = None,
 ) -> Callable[[BenchFn], BenchFn]:
-    """Register an async benchmark function under ``name`` (unique across all scripts)."""
+    """Register an async benchmark function under ``name`` (unique across all scripts).
+    ``upstream_baseline``: the benchmark whose upstream result this one is compared with
+    (metric by metric, same names) when upstream does not run this one itself."""
 
     def deco(fn: BenchFn) -> BenchFn:
         if name in BENCHMARKS:
@@ -86,7 +95,9 @@ def benchmark(
         bad = set(impls) - set(IMPLS)
         if bad:
             raise ValueError(f"benchmark {name!r}: unknown impls {sorted(bad)}")
-        BENCHMARKS[name] = Bench(name, fn, description, tuple(impls), isolate)
+        if upstream_baseline is not None and "upstream" in impls:
+            raise ValueError(f"benchmark {name!r}: upstream_baseline is for ours-only benchmarks")
+        BENCHMARKS[name] = Bench(name, fn, description, tuple(impls), isolate, upstream_baseline)
         return fn
 
     return deco
@@ -191,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                         "description": b.description,
                         "impls": list(b.impls),
                         "isolate": b.isolate,
+                        "upstream_baseline": b.upstream_baseline,
                     }
                     for b in BENCHMARKS.values()
                 ]

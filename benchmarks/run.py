@@ -214,13 +214,27 @@ def fmt(v: float | None, unit: str) -> str:
     return f"{v:.2f}"
 
 
-def build_rows(ours: dict[str, Any], up: dict[str, Any], order: list[str]) -> list[dict[str, Any]]:
+def build_rows(
+    ours: dict[str, Any],
+    up: dict[str, Any],
+    order: list[str],
+    baselines: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per metric. ``baselines`` maps an ours-only benchmark to the benchmark whose
+    upstream result it is compared with (its ``upstream_baseline``)."""
+    baselines = baselines or {}
     rows = []
     for name in order:
         o = ours.get("results", {}).get(name)
         u = up.get("results", {}).get(name)
+        baseline = None
+        if u is None and name in baselines:
+            u = up.get("results", {}).get(baselines[name])
+            baseline = baselines[name]
         if o is None and u is None:
             continue
+        if o is None and baseline is not None:
+            continue  # ours failed: the baseline alone says nothing about this benchmark
         metrics = (o or u)["metrics"]
         for mname, m in metrics.items():
             ov = o["metrics"][mname]["value"] if o else None
@@ -241,6 +255,7 @@ def build_rows(ours: dict[str, Any], up: dict[str, Any], order: list[str]) -> li
                     "speedup": speedup,
                     "target": target,
                     "status": check_target(target, ov, ratio) if target else "",
+                    "baseline": baseline if uv is not None else None,
                 }
             )
     return rows
@@ -264,7 +279,7 @@ def table(rows: list[dict[str, Any]], markdown: bool) -> str:
             r["metric"],
             r["unit"],
             fmt(r["ours"], r["unit"]),
-            fmt(r["upstream"], r["unit"]),
+            fmt(r["upstream"], r["unit"]) + (f" ({r['baseline']})" if r.get("baseline") else ""),
             "—" if r["ratio"] is None else f"{r['ratio']:.2f}",
             "—" if r["speedup"] is None else f"{r['speedup']:.2f}×",
             r["target"] or "",
@@ -365,7 +380,11 @@ def write_results(
         "",
         "`ours/upstream` is the raw ratio of the values; `speedup` is how many times better ours "
         "is (ratio for higher-is-better metrics, its inverse for lower-is-better). Targets: "
-        "`ours<=X` applies to our value, `ratio>=X` to ours/upstream.",
+        "`ours<=X` applies to our value, `ratio>=X` to ours/upstream. An upstream value with a "
+        "benchmark name in parentheses is upstream's result for *that* benchmark in the same run "
+        "(ours-only benchmarks compared with an upstream baseline, e.g. `stream_telemetry` "
+        "against upstream's `stream_plain`); `—` means upstream has nothing comparable "
+        "(it has no telemetry).",
         "",
     ]
     lines += [
@@ -376,12 +395,15 @@ def write_results(
     ]
     for r in rows:
 
-        def rv(doc: dict[str, Any], r: dict[str, Any] = r) -> str:
-            res = doc.get("results", {}).get(r["benchmark"])
+        def rv(doc: dict[str, Any], r: dict[str, Any] = r, bench: str | None = None) -> str:
+            res = doc.get("results", {}).get(bench or r["benchmark"])
             vals = res["metrics"].get(r["metric"], {}).get("round_values") if res else None
             return " / ".join(fmt(v, r["unit"]) for v in vals) if vals else "—"
 
-        lines.append(f"| {r['benchmark']}.{r['metric']} | {rv(ours, r)} | {rv(up, r)} |")
+        up_cell = rv(up, r, r.get("baseline"))
+        if r.get("baseline") and up_cell != "—":
+            up_cell += f" ({r['baseline']})"
+        lines.append(f"| {r['benchmark']}.{r['metric']} | {rv(ours, r)} | {up_cell} |")
     lines.append("")
     errors = {
         **{f"ours/{k}": v for k, v in ours.get("errors", {}).items()},
@@ -422,6 +444,50 @@ def write_results(
         "- Noise: a shared 2-vCPU VM; run-to-run variation of a few percent is normal, more on "
         "the sub-100-ms measurements.",
         "",
+        "### Telemetry benchmarks (`bench_telemetry.py`, ours only)",
+        "",
+        "Upstream has no telemetry, so these run only under ours, each in a process of its own "
+        "(they install global telemetry state). Where two configurations are compared they run "
+        "in the same process, interleaved (on, off, off, on, ...), and each side's median is "
+        "taken; telemetry is switched off with `graphai.telemetry.uninstrument()` and on again "
+        "by re-installing the same instrumentation object (no instrument is created twice).",
+        "",
+        "- Full telemetry (`stream_telemetry`, `token_cost`) is what an application gets from "
+        "`graphai.telemetry.configure(otlp_endpoint=..., otlp_protocol='grpc', "
+        "prometheus_addr='127.0.0.1:0', set_global=False, metric_export_interval_ms=1000)`: "
+        "SDK `TracerProvider` + `BatchSpanProcessor(OTLPSpanExporter)` (gRPC), `MeterProvider` "
+        "with `PeriodicExportingMetricReader(OTLPMetricExporter)` every 1 s and a "
+        "`PrometheusMetricReader` served on `/metrics`; default token events (`capped`, 100 per "
+        "node run), default delivery-delay sampling. The OTLP receiver is a real one, "
+        "`tests/integration/otlp_sink.py`, started by the benchmark as a subprocess on free "
+        "ports (it competes for the same 2 vCPUs, as a local collector would). structlog is not "
+        "configured (graphai logs per node run, never per token). After the runs the benchmark "
+        "checks that the sink received every `chat bench` span, with token events, plus the "
+        "metrics, and that `/metrics` serves `graphai_node_output_tokens_total`.",
+        "- `stream_telemetry`: the `stream_plain` shape with a `kind='llm', model='bench'` "
+        "stream node and full telemetry; its `ours/upstream` is the cross-ratio against "
+        "upstream's `stream_plain` (no telemetry) from the same run, per the target.",
+        "- `token_cost`: (median time per token with full telemetry − median time per token "
+        "after `uninstrument()`), same process and graph, 100k tokens, 11 runs each.",
+        "- `node_cost`: 100-node chain, 50 executions per run, SDK `TracerProvider` + "
+        "`BatchSpanProcessor` (queue 65536, so no span is dropped; the script checks that every "
+        "span reached the exporter) to a no-op exporter, `MeterProvider` + "
+        "`InMemoryMetricReader`. `telemetry_us` = (on − off) per node; `bare_sdk_us` = the same "
+        "SDK calls graphai makes, written out by hand and timed alone on the same providers: per "
+        "node `start_span(name, context=run ctx, kind=INTERNAL, 5 attributes)`, "
+        "`context.attach(set_span_in_context(span))` + `detach`, `set_attributes({outcome})`, "
+        "`end()`, one `node.duration` histogram record (4 attributes); per execution (amortised "
+        "over 100 nodes, as in graphai's number) the run span and one `graph.duration` record. "
+        "`ratio` = telemetry_us / bare_sdk_us.",
+        "- `api_only`: 100-node chain with `graphai.telemetry.instrument()` on the global "
+        "providers, which are the API's proxies in a fresh process (checked), minus "
+        "`uninstrument()`, per node; 11 runs each.",
+        "- `rss_1m`: `benchmarks/bench_rss.py`, used as written: one stream node emits 1M "
+        "tokens (yielding to the loop every 256) with SDK providers passed to "
+        "`instrument()` (BatchSpanProcessor to a discarding exporter, InMemoryMetricReader), "
+        "a consumer drains the stream; a thread samples RSS every 2 ms; growth = peak − RSS "
+        "before the run (after a 20k-token warm-up). Three fresh processes per round, median.",
+        "",
     ]
     path.write_text("\n".join(lines))
 
@@ -457,14 +523,18 @@ def main(argv: list[str] | None = None) -> int:
     argv_used = argv if argv is not None else sys.argv[1:]
 
     started = time.perf_counter()
-    scripts = sorted(HERE.glob("bench_*.py"))
+    # benchmark scripts register with the harness; other bench_*.py files (bench_rss.py, a
+    # standalone tool with its own command line) are run by a harness benchmark instead
+    scripts = [s for s in sorted(HERE.glob("bench_*.py")) if "_harness" in s.read_text()]
     catalog = {s: list_benchmarks(s) for s in scripts}
     if args.list:
         for s, benches in catalog.items():
             for b in benches:
+                base = b.get("upstream_baseline")
                 print(
                     f"{b['name']:24} {s.name:20} impls={','.join(b['impls']):14} "
-                    f"{'isolated ' if b['isolate'] else ''}{b['description']}"
+                    f"{'isolated ' if b['isolate'] else ''}"
+                    f"{f'[vs upstream {base}] ' if base else ''}{b['description']}"
                 )
         return 0
     wanted = {n.strip() for chunk in args.only for n in chunk.split(",") if n.strip()}
@@ -472,6 +542,20 @@ def main(argv: list[str] | None = None) -> int:
     if wanted - known:
         raise SystemExit(f"unknown benchmark(s): {sorted(wanted - known)}; known: {sorted(known)}")
 
+    baselines = {
+        b["name"]: b["upstream_baseline"]
+        for bs in catalog.values()
+        for b in bs
+        if b.get("upstream_baseline")
+    }
+    bad = {v for v in baselines.values() if v not in known}
+    if bad:
+        raise SystemExit(f"unknown upstream_baseline benchmark(s): {sorted(bad)}")
+    # what each side runs: the selection; upstream also the baselines of selected benchmarks
+    run_names = {
+        "ours": wanted,
+        "upstream": wanted | {baselines[n] for n in wanted if n in baselines} if wanted else set(),
+    }
     upstream_py = None if args.ours_only else ensure_upstream_venv(args.upstream_venv)
     impls = ["ours"] if upstream_py is None else ["ours", "upstream"]
     rounds = 1 if args.quick else args.rounds
@@ -488,9 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         # alternate which side goes first, so slow drift of the machine hits both alike
         for impl in impls if rnd % 2 == 0 else impls[::-1]:
             for script, benches in catalog.items():
-                mine = [
-                    b for b in benches if (not wanted or b["name"] in wanted) and impl in b["impls"]
-                ]
+                sel = run_names[impl]
+                mine = [b for b in benches if (not sel or b["name"] in sel) and impl in b["impls"]]
                 # one process for ordinary benchmarks, one each for isolated ones
                 groups = [[b["name"] for b in mine if not b["isolate"]]]
                 groups += [[b["name"]] for b in mine if b["isolate"]]
@@ -503,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     combined = {impl: combine_rounds(per_round.get(impl, [])) for impl in ("ours", "upstream")}
     docs = combined
 
-    rows = build_rows(docs["ours"], docs["upstream"], order)
+    rows = build_rows(docs["ours"], docs["upstream"], order, baselines)
     total = time.perf_counter() - started
     print()
     print(f"ours:     {docs['ours'].get('graphai_file')}")
