@@ -44,22 +44,22 @@ _log = structlog.get_logger("graphai")
 _VERSION = "0.1.0"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
-# the graph/run/node of the code running now (for add_graph_context); one ContextVar per key
-_LOG_GRAPH: contextvars.ContextVar[str | None] = contextvars.ContextVar("graphai_log_graph", default=None)
-_LOG_RUN: contextvars.ContextVar[str | None] = contextvars.ContextVar("graphai_log_run", default=None)
-_LOG_NODE: contextvars.ContextVar[str | None] = contextvars.ContextVar("graphai_log_node", default=None)
+# the node run executing in this context (for add_graph_context): one ContextVar holding the
+# immutable-for-our-purposes observer, so attach/detach cost one set/reset
+_LOG_NODE: contextvars.ContextVar[_NodeObs | None] = contextvars.ContextVar(
+    "graphai_log_node", default=None
+)
 
 
 def current_log_context() -> dict[str, str]:
     """``graphai.graph.name``, ``graphai.run.id`` and ``graphai.node.name`` of the running node."""
-    out: dict[str, str] = {}
-    g, r, n = _LOG_GRAPH.get(), _LOG_RUN.get(), _LOG_NODE.get()
-    if g is not None:
-        out[N.GRAPH_NAME] = g
-    if r is not None:
-        out[N.RUN_ID] = r
-    if n is not None:
-        out[N.NODE_NAME] = n
+    obs = _LOG_NODE.get()
+    if obs is None:
+        return {}
+    run = obs.run
+    out = {N.GRAPH_NAME: run.graph, N.NODE_NAME: obs.name}
+    if run.run_id is not None:
+        out[N.RUN_ID] = run.run_id
     return out
 
 
@@ -180,6 +180,15 @@ class _Instruments:
         )
 
 
+class _NodeStatic:
+    __slots__ = ("attributes", "label", "span_name")
+
+    def __init__(self, span_name: str, attributes: dict[str, Any], label: str) -> None:
+        self.span_name = span_name
+        self.attributes = attributes
+        self.label = label
+
+
 class OTelInstrumentation(_hooks.Instrumentation):
     """
     The OpenTelemetry implementation of the engine's seam.
@@ -211,6 +220,12 @@ class OTelInstrumentation(_hooks.Instrumentation):
         self.live: set[_NodeObs] = set()
         self.seen_labels: set[tuple[str, str]] = set()
         self._attr_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._static: dict[tuple[Any, ...], _NodeStatic] = {}
+        s = self.settings
+        # index of the first token event: 0, or -1 when token events are off
+        self.first_event = 0 if s.token_events == "all" or (
+            s.token_events != "off" and s.token_events_max > 0
+        ) else -1
 
     # -- providers ---------------------------------------------------------------------------
     def _tracer_now(self) -> Any:
@@ -256,6 +271,29 @@ class OTelInstrumentation(_hooks.Instrumentation):
             if len(self._attr_cache) < 100_000:
                 self._attr_cache[key] = d
         return d
+
+    def node_static(
+        self, run: _RunObs, name: str, kind: str, stream: bool, model: str | None
+    ) -> _NodeStatic:
+        """What every run of one node shares (span name, static attributes, metric label),
+        built once."""
+        key = (run.graph, name, kind, stream, model, run.inst is not None)
+        st = self._static.get(key)
+        if st is None:
+            span_name, attributes = _span_name(name, kind, model)
+            attributes[N.NODE_NAME] = name
+            attributes[N.NODE_KIND] = kind
+            attributes[N.NODE_STREAM] = stream
+            attributes[N.GRAPH_NAME] = run.graph
+            if stream:
+                attributes[N.GEN_AI_REQUEST_STREAM] = True
+            label = self.guard(N.NODE_NAME, name) if run.inst is not None else name
+            if run.inst is not None:
+                self.seen_labels.add((run.graph_label, label))
+            st = _NodeStatic(span_name, attributes, label)
+            if len(self._static) < 100_000:
+                self._static[key] = st
+        return st
 
     # -- seam -----------------------------------------------------------------------------------
     def run(self, graph_name: str, run_id: str, payload: dict[str, Any]) -> _hooks.RunObserver:
@@ -523,19 +561,13 @@ class _NodeObs(_hooks.NodeObserver):
         self.capture = False
         instr = run.instr
         settings = instr.settings
-        self.label = instr.guard(N.NODE_NAME, name) if run.inst is not None else name
+        static = instr.node_static(run, name, kind, stream, model)
+        self.label = static.label
         self.span = None
-        policy = settings.token_events
         tracer = run.tracer
         if tracer is not None:
-            span_name, attributes = _span_name(name, kind, model)
-            attributes[N.NODE_NAME] = name
-            attributes[N.NODE_KIND] = kind
-            attributes[N.NODE_STREAM] = stream
+            attributes = dict(static.attributes)
             attributes[N.NODE_STEP] = step
-            attributes[N.GRAPH_NAME] = run.graph
-            if stream:
-                attributes[N.GEN_AI_REQUEST_STREAM] = True
             links = None
             if join is not None:
                 attributes[N.JOIN_WAIT] = join.wait_s
@@ -550,16 +582,13 @@ class _NodeObs(_hooks.NodeObserver):
                 )
                 self.capture = True
             self.span = tracer.start_span(
-                span_name, context=run.ctx, kind=SpanKind.INTERNAL, attributes=attributes, links=links
+                static.span_name, context=run.ctx, kind=SpanKind.INTERNAL, attributes=attributes, links=links
             )
-        if self.span is None or policy == "off":
-            self.ev_next = -1
+            self.ev_next = instr.first_event
         else:
-            self.ev_next = 0 if (policy == "all" or settings.token_events_max > 0) else -1
+            self.ev_next = -1
         self.t0 = perf_counter()
         instr.live.add(self)
-        if run.inst is not None:
-            instr.seen_labels.add((run.graph_label, self.label))
         if run.log is not None:
             run.log.debug(N.LOG_NODE_START, **{N.NODE_NAME: name, N.NODE_KIND: kind, N.NODE_STEP: step})
 
@@ -575,8 +604,8 @@ class _NodeObs(_hooks.NodeObserver):
             self.t_last = now
             if n == self.ev_next:
                 self._event(n, token)
-            # one delivery-delay sample every 64 tokens (the first included)
-            return None if n & 63 else now
+            # one delivery-delay sample every 256 tokens (the first included)
+            return None if n & 255 else now
         self.t_last = now
         self._first(now)
         if self.ev_next == 0:
@@ -623,16 +652,10 @@ class _NodeObs(_hooks.NodeObserver):
     # -- context ---------------------------------------------------------------------------------
     def attach(self) -> object:
         try:
-            run = self.run
-            t1 = _LOG_GRAPH.set(run.graph)
-            t2 = _LOG_RUN.set(run.run_id)
-            t3 = _LOG_NODE.set(self.name)
-            t4 = (
-                otel_context.attach(trace.set_span_in_context(self.span, run.ctx))
-                if self.span is not None
-                else None
-            )
-            return (t1, t2, t3, t4)
+            t1 = _LOG_NODE.set(self)
+            span = self.span
+            t2 = otel_context.attach(trace.set_span_in_context(span, self.run.ctx)) if span is not None else None
+            return (t1, t2)
         except Exception as exc:
             _internal_error("attach", exc)
             return None
@@ -640,13 +663,11 @@ class _NodeObs(_hooks.NodeObserver):
     def detach(self, token: object) -> None:
         if not isinstance(token, tuple):
             return
-        t1, t2, t3, t4 = token
+        t1, t2 = token
         try:
-            if t4 is not None:
-                otel_context.detach(t4)
-            _LOG_NODE.reset(t3)
-            _LOG_RUN.reset(t2)
-            _LOG_GRAPH.reset(t1)
+            if t2 is not None:
+                otel_context.detach(t2)
+            _LOG_NODE.reset(t1)
         except Exception as exc:
             _internal_error("detach", exc)
 

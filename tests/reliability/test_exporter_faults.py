@@ -353,6 +353,11 @@ async def test_prometheus_scrape_under_load_changes_nothing() -> None:
     try:
         scraper.start()
         got = await _runs(graph, FAULT_RUNS)
+        # on a loaded machine the runs can outpace the first scrape: keep the load on until a
+        # few scrapes completed during it (bounded)
+        deadline = time.monotonic() + 20
+        while len(bodies) < 3 and time.monotonic() < deadline:
+            got += await _runs(graph, 10)
         stop.set()
         await bounded(asyncio.to_thread(scraper.join, 10), timeout=15, what="the scraper")
         n_during = len(bodies)
@@ -366,8 +371,8 @@ async def test_prometheus_scrape_under_load_changes_nothing() -> None:
         mp.shutdown()
 
     assert errors == []
-    assert [r == want for r in got] == [True] * FAULT_RUNS
-    assert n_during > 0, "no scrape completed while the runs executed"
+    assert [r == want for r in got] == [True] * len(got)
+    assert n_during >= 3, "no scrape completed while the runs executed"
     assert all("# TYPE" in b for b in bodies), "an empty or truncated exposition"
     assert "graphai_node_duration_seconds_count" in final
     count = sum(
@@ -375,4 +380,4 @@ async def test_prometheus_scrape_under_load_changes_nothing() -> None:
         for line in final.splitlines()
         if line.startswith("graphai_graph_duration_seconds_count{")
     )
-    assert count == FAULT_RUNS, f"graph runs counted in the final scrape: {count}"
+    assert count == len(got), f"graph runs counted in the final scrape: {count}"
