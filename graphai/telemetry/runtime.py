@@ -181,12 +181,48 @@ class _Instruments:
 
 
 class _NodeStatic:
-    __slots__ = ("attributes", "label", "span_name")
+    """What every run of one node shares: span name and static attributes, metric label and
+    the metric attribute dicts of the common case (outcome ok)."""
 
-    def __init__(self, span_name: str, attributes: dict[str, Any], label: str) -> None:
+    __slots__ = (
+        "attributes",
+        "base_attrs",
+        "by_step",
+        "kind",
+        "label",
+        "model",
+        "ok_attrs",
+        "span_name",
+    )
+
+    def __init__(
+        self,
+        span_name: str,
+        attributes: dict[str, Any],
+        label: str,
+        kind: str,
+        model: str | None,
+        ok_attrs: dict[str, Any] | None,
+        base_attrs: dict[str, Any] | None,
+    ) -> None:
         self.span_name = span_name
         self.attributes = attributes
         self.label = label
+        self.kind = kind
+        self.model = model
+        self.ok_attrs = ok_attrs
+        self.base_attrs = base_attrs
+        self.by_step: dict[int, dict[str, Any]] = {}
+
+    def at_step(self, step: int) -> dict[str, Any]:
+        """The node span's start attributes at ``step`` (shared: copy before changing)."""
+        d = self.by_step.get(step)
+        if d is None:
+            d = dict(self.attributes)
+            d[N.NODE_STEP] = step
+            if len(self.by_step) < 64:
+                self.by_step[step] = d
+        return d
 
 
 class OTelInstrumentation(_hooks.Instrumentation):
@@ -288,9 +324,12 @@ class OTelInstrumentation(_hooks.Instrumentation):
             if stream:
                 attributes[N.GEN_AI_REQUEST_STREAM] = True
             label = self.guard(N.NODE_NAME, name) if run.inst is not None else name
+            ok_attrs = base_attrs = None
             if run.inst is not None:
                 self.seen_labels.add((run.graph_label, label))
-            st = _NodeStatic(span_name, attributes, label)
+                ok_attrs = self.attrs(run.graph, name, kind, N.OUTCOME_OK)
+                base_attrs = self.attrs(run.graph, name)
+            st = _NodeStatic(span_name, attributes, label, kind, model, ok_attrs, base_attrs)
             if len(self._static) < 100_000:
                 self._static[key] = st
         return st
@@ -325,7 +364,7 @@ class OTelInstrumentation(_hooks.Instrumentation):
     def _observe_active(self, _options: Any) -> Iterable[Any]:
         counts: dict[tuple[str, str], int] = dict.fromkeys(self.seen_labels, 0)
         for obs in list(self.live):
-            key = (obs.run.graph_label, obs.label)
+            key = (obs.run.graph_label, obs.static.label)
             counts[key] = counts.get(key, 0) + 1
         return [
             otel_metrics.Observation(v, {N.GRAPH_NAME: g, N.NODE_NAME: n}) for (g, n), v in counts.items()
@@ -337,7 +376,7 @@ class OTelInstrumentation(_hooks.Instrumentation):
         limit = self.settings.stall_after_s
         for obs in list(self.live):
             if obs.stream and now - (obs.t_last or obs.t0) > limit:
-                key = (obs.run.graph_label, obs.label)
+                key = (obs.run.graph_label, obs.static.label)
                 counts[key] = counts.get(key, 0) + 1
         return [
             otel_metrics.Observation(v, {N.GRAPH_NAME: g, N.NODE_NAME: n}) for (g, n), v in counts.items()
@@ -517,18 +556,19 @@ def _span_name(name: str, kind: str, model: str | None) -> tuple[str, dict[str, 
 
 
 class _NodeObs(_hooks.NodeObserver):
+    """One node run. Streaming-only fields (``n``, ``t_first``, ``t_last``, ``max_gap``,
+    ``ev_count``) are set only for streaming nodes, the only ones that receive tokens."""
+
     __slots__ = (
         "capture",
         "ev_count",
         "ev_next",
-        "kind",
-        "label",
         "max_gap",
-        "model",
         "n",
         "name",
         "run",
         "span",
+        "static",
         "step",
         "stream",
         "t0",
@@ -549,34 +589,30 @@ class _NodeObs(_hooks.NodeObserver):
     ) -> None:
         self.run = run
         self.name = name
-        self.kind = kind
         self.stream = stream
         self.step = step
-        self.model = model
-        self.n = 0
-        self.t_first = 0.0
-        self.t_last = 0.0
-        self.max_gap = 0.0
-        self.ev_count = 0
         self.capture = False
+        if stream:
+            self.n = 0
+            self.t_first = self.t_last = self.max_gap = 0.0
+            self.ev_count = 0
         instr = run.instr
-        settings = instr.settings
-        static = instr.node_static(run, name, kind, stream, model)
-        self.label = static.label
-        self.span = None
+        static = self.static = instr.node_static(run, name, kind, stream, model)
         tracer = run.tracer
         if tracer is not None:
-            attributes = dict(static.attributes)
-            attributes[N.NODE_STEP] = step
+            attributes = static.at_step(step)
             links = None
             if join is not None:
+                attributes = attributes.copy()
                 attributes[N.JOIN_WAIT] = join.wait_s
                 links = []
                 for o in join.observers:
                     sp = getattr(o, "span", None)
                     if sp is not None:
                         links.append(Link(sp.get_span_context()))
+            settings = instr.settings
             if settings.capture_content and payload is not None:
+                attributes = attributes.copy()
                 attributes[N.NODE_INPUT] = _truncate(
                     {k: v for k, v in payload.items() if k != "upstream"}, settings.capture_max_chars
                 )
@@ -586,6 +622,7 @@ class _NodeObs(_hooks.NodeObserver):
             )
             self.ev_next = instr.first_event
         else:
+            self.span = None
             self.ev_next = -1
         self.t0 = perf_counter()
         instr.live.add(self)
@@ -633,7 +670,7 @@ class _NodeObs(_hooks.NodeObserver):
             }
             if self.capture and isinstance(token, str):
                 attributes[N.TOKEN_TEXT] = _truncate(token, settings.capture_max_chars)
-            self.span.add_event(N.EVENT_TOKEN, attributes)  # type: ignore[union-attr]
+            self.span.add_event(N.EVENT_TOKEN, attributes)
         except Exception as exc:
             _internal_error("event.token", exc)
         self.ev_count += 1
@@ -652,7 +689,7 @@ class _NodeObs(_hooks.NodeObserver):
     # -- context ---------------------------------------------------------------------------------
     def attach(self) -> object:
         try:
-            t1 = _LOG_NODE.set(self)
+            t1 = _LOG_NODE.set(self) if self.run.log is not None else None
             span = self.span
             t2 = otel_context.attach(trace.set_span_in_context(span, self.run.ctx)) if span is not None else None
             return (t1, t2)
@@ -667,7 +704,8 @@ class _NodeObs(_hooks.NodeObserver):
         try:
             if t2 is not None:
                 otel_context.detach(t2)
-            _LOG_NODE.reset(t1)
+            if t1 is not None:
+                _LOG_NODE.reset(t1)
         except Exception as exc:
             _internal_error("detach", exc)
 
@@ -698,29 +736,37 @@ class _NodeObs(_hooks.NodeObserver):
     def _end(self, outcome: str, error: BaseException | None, output: dict[str, Any] | None) -> None:
         run = self.run
         instr = run.instr
-        if self not in instr.live:
+        try:
+            instr.live.remove(self)
+        except KeyError:
             return  # already ended (end exactly once)
-        instr.live.discard(self)
-        now = perf_counter()
-        duration = now - self.t0
-        n = self.n
-        run.tokens += n
+        duration = perf_counter() - self.t0
+        static = self.static
         err = type(error).__name__ if outcome == N.OUTCOME_ERROR and error is not None else None
-        ttft = self.t_first - self.t0 if n else None
-        tpot = (self.t_last - self.t_first) / (n - 1) if n > 1 else None
-        rate = (n - 1) / (self.t_last - self.t_first) if n > 1 and self.t_last > self.t_first else None
-        max_gap = self.max_gap if n > 1 else None
+        stream = self.stream
+        n = 0
+        ttft = tpot = rate = max_gap = None
+        if stream:
+            n = self.n
+            run.tokens += n
+            if n:
+                ttft = self.t_first - self.t0
+                if n > 1:
+                    span_s = self.t_last - self.t_first
+                    tpot = span_s / (n - 1)
+                    max_gap = self.max_gap
+                    if span_s > 0:
+                        rate = (n - 1) / span_s
         span = self.span
         if span is not None:
             attributes: dict[str, Any] = {N.NODE_OUTCOME: outcome}
-            if self.stream:
+            if stream:
                 attributes[N.NODE_OUTPUT_TOKENS] = n
                 attributes[N.NODE_EVENTS_DROPPED] = n - self.ev_count
                 if ttft is not None:
                     attributes[N.GEN_AI_RESPONSE_TTFC] = ttft
                 if tpot is not None:
                     attributes[N.NODE_TPOT] = tpot
-                if max_gap is not None:
                     attributes[N.NODE_MAX_GAP] = max_gap
             if err is not None:
                 attributes[N.ERROR_TYPE] = err
@@ -733,23 +779,25 @@ class _NodeObs(_hooks.NodeObserver):
             span.end()
         inst = run.inst
         if inst is not None:
-            g = run.graph
-            inst.node_duration.record(duration, instr.attrs(g, self.name, self.kind, outcome, err))
-            if self.stream:
-                base = instr.attrs(g, self.name)
+            if outcome == N.OUTCOME_OK and static.ok_attrs is not None:
+                attrs = static.ok_attrs
+            else:
+                attrs = instr.attrs(run.graph, self.name, static.kind, outcome, err)
+            inst.node_duration.record(duration, attrs)
+            if stream:
+                base = static.base_attrs
                 inst.node_tokens.add(n, base)
                 if ttft is not None:
                     inst.node_ttft.record(ttft, base)
                 if tpot is not None:
                     inst.node_tpot.record(tpot, base)
-                if max_gap is not None:
                     inst.node_max_gap.record(max_gap, base)
                 if rate is not None:
                     inst.node_rate.record(rate, base)
-            if self.kind == "llm":
+            if static.kind == "llm":
                 ga: dict[str, Any] = {N.GEN_AI_OPERATION_NAME: "chat"}
-                if self.model:
-                    ga[N.GEN_AI_REQUEST_MODEL] = instr.guard(N.GEN_AI_REQUEST_MODEL, self.model)
+                if static.model:
+                    ga[N.GEN_AI_REQUEST_MODEL] = instr.guard(N.GEN_AI_REQUEST_MODEL, static.model)
                 if err is not None:
                     ga[N.ERROR_TYPE] = instr.guard(N.ERROR_TYPE, err)
                 inst.genai_duration.record(duration, ga)
@@ -761,12 +809,12 @@ class _NodeObs(_hooks.NodeObserver):
         if log is not None:
             fields: dict[str, Any] = {
                 N.NODE_NAME: self.name,
-                N.NODE_KIND: self.kind,
+                N.NODE_KIND: static.kind,
                 N.NODE_STEP: self.step,
                 "outcome": outcome,
                 "duration_s": round(duration, 6),
             }
-            if self.stream:
+            if stream:
                 fields["ttft_s"] = None if ttft is None else round(ttft, 6)
                 fields["tokens"] = n
                 fields["token_rate"] = None if rate is None else round(rate, 3)
@@ -836,11 +884,11 @@ def active_streams() -> list[dict[str, Any]]:
                 "graph": obs.run.graph,
                 "run_id": obs.run.run_id,
                 "node": obs.name,
-                "kind": obs.kind,
+                "kind": obs.static.kind,
                 "stream": obs.stream,
-                "tokens": obs.n,
+                "tokens": obs.n if obs.stream else 0,
                 "age_s": now - obs.t0,
-                "since_last_token_s": now - (obs.t_last or obs.t0),
+                "since_last_token_s": now - ((obs.t_last if obs.stream else 0.0) or obs.t0),
             }
         )
     return out
