@@ -689,7 +689,7 @@ class _NodeObs(_hooks.NodeObserver):
     # -- context ---------------------------------------------------------------------------------
     def attach(self) -> object:
         try:
-            t1 = _LOG_NODE.set(self) if self.run.log is not None else None
+            t1 = _LOG_NODE.set(self)
             span = self.span
             t2 = otel_context.attach(trace.set_span_in_context(span, self.run.ctx)) if span is not None else None
             return (t1, t2)
@@ -704,8 +704,7 @@ class _NodeObs(_hooks.NodeObserver):
         try:
             if t2 is not None:
                 otel_context.detach(t2)
-            if t1 is not None:
-                _LOG_NODE.reset(t1)
+            _LOG_NODE.reset(t1)
         except Exception as exc:
             _internal_error("detach", exc)
 
