@@ -458,13 +458,15 @@ class Graph:
         try:
             result = await self._run_path(self.start_node, dict(input), run, 0, False, False, None)
             await self._wait_detached(run)
+            if run.native and callback._chan.maxsize is not None:
+                await callback._chan.wait_space()  # END respects the bound too
         except BaseException as exc:
-            await self._cancel_detached(run)
-            obs.end(_outcome(exc), exc, run.steps)
-            await self._close(callback)
+            try:
+                await self._cancel_detached(run)
+            finally:  # also when cancelled again while cancelling the detached branches
+                obs.end(_outcome(exc), exc, run.steps)
+                await self._close(callback)
             raise
-        if run.native and callback._chan.maxsize is not None:
-            await callback._chan.wait_space()
         await self._close(callback)
         result.pop("upstream", None)
         obs.end(_hooks.OK, None, run.steps, result)
