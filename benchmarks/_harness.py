@@ -251,3 +251,27 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     return 1 if doc["errors"] else 0
+
+
+async def stream_once(g: Any, n: int, seen: list[int]) -> float:
+    """Run a one-node streaming graph once with a consumer draining ``aiter()``; seconds from
+    ``execute`` start until the consumer saw END. Appends the item count to ``seen``."""
+    from graphai import Callback
+
+    cb = Callback()
+    count = 0
+
+    async def consume() -> float:
+        nonlocal count
+        async for _ in cb.aiter():
+            count += 1
+        return time.perf_counter()
+
+    consumer = asyncio.ensure_future(consume())
+    t0 = time.perf_counter()
+    result = await g.execute({"n": n}, callback=cb)
+    t_end = await consumer
+    if result.get("done") != n:
+        raise AssertionError(f"unexpected result {result!r}")
+    seen.append(count)
+    return t_end - t0

@@ -18,9 +18,9 @@ from typing import Any
 # shadow the implementation under test (run.py checks graphai.__file__ anyway)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import Context, Result, benchmark, main, measure, median, metric
+from _harness import Context, Result, benchmark, main, measure, median, metric, stream_once
 
-from graphai import Callback, Graph, node
+from graphai import Graph, node
 
 STREAM_TOKENS = 100_000
 STREAM_TOKENS_QUICK = 20_000
@@ -52,32 +52,11 @@ def _stream_graph(interleave: bool) -> Graph:
     return g
 
 
-async def _stream_once(g: Graph, n: int, seen: list[int]) -> float:
-    """Seconds from ``execute`` start until the consumer saw END (the end of ``aiter()``)."""
-    cb = Callback()
-    count = 0
-
-    async def consume() -> float:
-        nonlocal count
-        async for _ in cb.aiter():
-            count += 1
-        return perf_counter()
-
-    consumer = asyncio.ensure_future(consume())
-    t0 = perf_counter()
-    result = await g.execute({"n": n}, callback=cb)
-    t_end = await consumer
-    if result.get("done") != n:
-        raise AssertionError(f"unexpected result {result!r}")
-    seen.append(count)
-    return t_end - t0
-
-
 async def _stream_bench(ctx: Context, interleave: bool) -> Result:
     n = ctx.size(STREAM_TOKENS, STREAM_TOKENS_QUICK)
     g = _stream_graph(interleave)
     seen: list[int] = []
-    samples = await measure(lambda: _stream_once(g, n, seen), ctx.repeats, ctx.warmup)
+    samples = await measure(lambda: stream_once(g, n, seen), ctx.repeats, ctx.warmup)
     med = median(samples)
     # both implementations deliver n tokens + start, id and end markers of the node + END
     if set(seen) != {n + 4}:

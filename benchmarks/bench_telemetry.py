@@ -18,7 +18,6 @@ timed run. Where two configurations are compared in one process, their runs are 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import itertools
@@ -37,9 +36,9 @@ from typing import Any
 # the harness sits next to this file (see bench_engine.py)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import Context, Result, benchmark, main, median, metric
+from _harness import Context, Result, benchmark, main, median, metric, stream_once
 
-from graphai import Callback, Graph
+from graphai import Graph
 
 REPO = Path(__file__).resolve().parent.parent
 SINK = REPO / "tests" / "integration" / "otlp_sink.py"
@@ -184,27 +183,6 @@ def llm_stream_graph() -> Graph:
     g.add_node(node(produce, start=True, end=True, stream=True, kind="llm", model="bench"))
     g.compile()
     return g
-
-
-async def stream_once(g: Graph, n: int, seen: list[int]) -> float:
-    """Seconds from ``execute`` start until the consumer saw END (as in bench_engine)."""
-    cb = Callback()
-    count = 0
-
-    async def consume() -> float:
-        nonlocal count
-        async for _ in cb.aiter():
-            count += 1
-        return perf_counter()
-
-    consumer = asyncio.ensure_future(consume())
-    t0 = perf_counter()
-    result = await g.execute({"n": n}, callback=cb)
-    t_end = await consumer
-    if result.get("done") != n:
-        raise AssertionError(f"unexpected result {result!r}")
-    seen.append(count)
-    return t_end - t0
 
 
 def check_seen(seen: list[int], n: int) -> None:

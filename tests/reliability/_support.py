@@ -16,14 +16,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 import graphai.telemetry as telemetry
 from graphai.telemetry import env
+from tests._otel import Signals
 
 T = TypeVar("T")
 
@@ -96,45 +93,21 @@ class SpanCounter(SpanProcessor):
             return sorted(out)
 
 
-class Telemetry:
+class Telemetry(Signals):
     """Explicit SDK providers (in-memory span exporter + counter, in-memory metric reader)
     installed into graphai with ``instrument(tracer_provider=..., meter_provider=...)``."""
 
     def __init__(self, settings: env.Settings | None = None) -> None:
-        self.exporter = InMemorySpanExporter()
+        super().__init__(settings)
         self.counter = SpanCounter()
-        self.tp = TracerProvider()
         self.tp.add_span_processor(self.counter)
-        self.tp.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.reader = InMemoryMetricReader()
-        self.mp = MeterProvider(metric_readers=[self.reader])
-        self.instr = telemetry.instrument(
-            tracer_provider=self.tp, meter_provider=self.mp, settings=settings
-        )
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
 
     def clear(self) -> None:
         self.exporter.clear()
 
-    def points(self, metric: str) -> list[Any]:
-        """Data points of ``metric`` (empty when never recorded)."""
-        data = self.reader.get_metrics_data()
-        out: list[Any] = []
-        if data is None:
-            return out
-        for rm in data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if m.name == metric:
-                        out.extend(m.data.data_points)
-        return out
-
     def close(self) -> None:
         telemetry.instrument()  # back to the global providers
-        self.tp.shutdown()
-        self.mp.shutdown()
+        super().close()
 
 
 def rss_bytes() -> int:
