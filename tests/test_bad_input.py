@@ -19,25 +19,7 @@ from graphai import (
     node,
     router,
 )
-
-TIMEOUT = 5
-
-
-async def drain(cb):
-    return [t async for t in cb.aiter()]
-
-
-async def run_with_consumer(graph, inp, cb=None):
-    """Execute with a concurrent consumer; ``(result, error, items)``, all waits bounded."""
-    cb = Callback() if cb is None else cb
-    consumer = asyncio.ensure_future(drain(cb))
-    result = error = None
-    try:
-        result = await asyncio.wait_for(graph.execute(inp, callback=cb), TIMEOUT)
-    except Exception as exc:
-        error = exc
-    items = await asyncio.wait_for(consumer, TIMEOUT)
-    return result, error, items
+from tests._stream import TIMEOUT, drain, run_with_consumer
 
 
 def snapshot(g):

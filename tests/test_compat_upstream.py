@@ -32,32 +32,12 @@ from graphai import (
     router,
 )
 from graphai.callback import CallbackProtocol
+from tests._stream import TIMEOUT, drain, run_with_consumer
 
-TIMEOUT = 5
 MAX_STEPS_MSG = (
     "Max steps reached: {}. You can modify this by setting `max_steps` when initializing the "
     "Graph object."
 )
-
-
-async def drain(cb):
-    return [t async for t in cb.aiter()]
-
-
-async def run_with_consumer(graph, inp, cb=None):
-    """Execute ``graph`` while a concurrent consumer drains the callback (all waits bounded).
-
-    Returns ``(result, error, items)``: ``error`` is the exception ``execute`` raised, if any.
-    """
-    cb = Callback() if cb is None else cb
-    consumer = asyncio.ensure_future(drain(cb))
-    result = error = None
-    try:
-        result = await asyncio.wait_for(graph.execute(inp, callback=cb), TIMEOUT)
-    except Exception as exc:
-        error = exc
-    items = await asyncio.wait_for(consumer, TIMEOUT)
-    return result, error, items
 
 
 async def execute_streamed(graph, inp, cb=None):

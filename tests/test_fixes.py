@@ -15,29 +15,7 @@ import pytest
 
 from graphai import Callback, Graph, node
 from graphai.callback import EventCallback, GraphEventType
-
-TIMEOUT = 5
-
-
-async def drain(cb):
-    return [t async for t in cb.aiter()]
-
-
-async def run_with_consumer(graph, inp, cb=None):
-    """Execute ``graph`` while a concurrent consumer drains the callback (all waits bounded).
-
-    Returns ``(result, error, items)``; a consumer that never sees END fails the test with
-    ``TimeoutError`` after ``TIMEOUT`` seconds instead of hanging.
-    """
-    cb = Callback() if cb is None else cb
-    consumer = asyncio.ensure_future(drain(cb))
-    result = error = None
-    try:
-        result = await asyncio.wait_for(graph.execute(inp, callback=cb), TIMEOUT)
-    except Exception as exc:
-        error = exc
-    items = await asyncio.wait_for(consumer, TIMEOUT)
-    return result, error, items
+from tests._stream import TIMEOUT, drain, run_with_consumer
 
 
 class TestFix01StreamAlwaysEnds:
