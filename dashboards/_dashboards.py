@@ -201,10 +201,12 @@ def graph_runs() -> Dashboard:
             timeseries(
                 "Run duration p50 / p95 / p99",
                 f"Run duration percentiles per graph, `execute()` start to end "
-                f"(`{GRAPH_DURATION}_bucket`).",
+                f"(`{GRAPH_DURATION}_bucket`). Exemplars (dots) link to the run's trace when "
+                "metrics arrive through the Collector (OTLP).",
                 _percentiles(RUNS, GRAPH_DURATION, (0.5, 0.95, 0.99), BY_GRAPH, GRAPH_LEGEND),
                 unit="s",
                 links=RUN_TRACES,
+                exemplars=True,
             )
         )
         .with_row(Row("Time to first token and throughput"))
@@ -212,10 +214,12 @@ def graph_runs() -> Dashboard:
             timeseries(
                 "User-perceived time to first token p50 / p95",
                 f"From `execute()` to the first token of any node, per graph "
-                f"(`{GRAPH_TTFT}_bucket`).",
+                f"(`{GRAPH_TTFT}_bucket`). Exemplars (dots) link to the run's trace when "
+                "metrics arrive through the Collector (OTLP).",
                 _percentiles(RUNS, GRAPH_TTFT, (0.5, 0.95), BY_GRAPH, GRAPH_LEGEND),
                 unit="s",
                 links=RUN_TRACES,
+                exemplars=True,
             )
         )
         .with_panel(

@@ -112,12 +112,16 @@ def trace_links(tags: str) -> list[DashboardLink]:
 
 
 # -- panels -----------------------------------------------------------------------------------
-def _queries(targets: Sequence[Target], fmt: PromQueryFormat | None = None) -> list[PromQuery]:
+def _queries(
+    targets: Sequence[Target], fmt: PromQueryFormat | None = None, *, exemplars: bool = False
+) -> list[PromQuery]:
     out = []
     for i, (expr, legend) in enumerate(targets):
         q = PromQuery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + i))
         if fmt is not None:
             q = q.format(fmt)
+        if exemplars:
+            q = q.exemplar(True)
         out.append(q)
     return out
 
@@ -131,6 +135,7 @@ def timeseries(
     max_value: float | None = None,
     links: list[DashboardLink] | None = None,
     width: int = 12,
+    exemplars: bool = False,
 ) -> Timeseries:
     p = (
         Timeseries()
@@ -152,7 +157,7 @@ def timeseries(
         .tooltip(
             common_b.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING)
         )
-        .targets(_queries(targets))
+        .targets(_queries(targets, exemplars=exemplars))
     )
     if max_value is not None:
         p = p.max(max_value)

@@ -207,3 +207,25 @@ class TestEnv:
         with pytest.raises(ValueError) as ei:
             env.from_env()
         assert str(ei.value) == msg
+
+
+class TestExemplars:
+    """Run-level histograms carry the run's trace as an exemplar (OTLP path to dashboards)."""
+
+    async def test_graph_duration_exemplar_is_the_run_span(self, signals: Signals) -> None:
+        await run(graph())
+        run_span = signals.span("invoke_workflow m")
+        # one collection: the SDK hands out each exemplar once (a collection resets reservoirs)
+        data = signals.reader.get_metrics_data()
+        points = {
+            m.name: m.data.data_points[0]
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
+        assert points[N.NODE_DURATION].exemplars == []  # node metrics are recorded outside spans
+        for name in (N.GRAPH_DURATION, N.GRAPH_TTFT):
+            ex = points[name].exemplars
+            assert len(ex) == 1, name
+            assert {e.trace_id for e in ex} == {run_span.context.trace_id}
+            assert {e.span_id for e in ex} == {run_span.context.span_id}

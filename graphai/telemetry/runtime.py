@@ -518,9 +518,14 @@ class _RunObs(_hooks.RunObserver):
             inst = self.inst
             if inst is not None:
                 instr = self.instr
-                inst.graph_duration.record(duration, instr.attrs(self.graph, None, None, outcome, err))
+                # with the run span as context, the SDK attaches an exemplar (trace id) to these
+                # samples: dashboards link a slow run straight to its trace (OTLP path)
+                ctx = self.ctx if span is not None else None
+                inst.graph_duration.record(
+                    duration, instr.attrs(self.graph, None, None, outcome, err), context=ctx
+                )
                 if ttft is not None:
-                    inst.graph_ttft.record(ttft, instr.attrs(self.graph))
+                    inst.graph_ttft.record(ttft, instr.attrs(self.graph), context=ctx)
             if self.log is not None:
                 with _current(span):
                     self.log.info(
