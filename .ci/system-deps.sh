@@ -11,6 +11,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
+# quietly from the current package lists; if that fails, refresh them and show what happens
 apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
-  || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
+  || { apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}"; }
 echo "system-deps: installed ${need[*]}"
