@@ -367,6 +367,17 @@ class _StreamBase:
         chan.closed = True
         chan.put_marker(_END_MARKER)
 
+    def __del__(self) -> None:
+        # a callback dropped with standalone nodes still open: end their spans (cancelled) so
+        # they leave the active-node gauge and active_streams()
+        try:
+            if self._root is self and self._open:
+                for rec in list(self._open.values()):
+                    rec.end(_hooks.CANCELLED)
+                self._open.clear()
+        except Exception:
+            pass
+
     # -- consumer ---------------------------------------------------------------------------
     def _render(self, m: _Marker) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -363,6 +363,22 @@ class TestStandaloneCallback:
         assert span.attributes["graphai.node.output.tokens"] == 1
         assert span.attributes["graphai.node.outcome"] == "ok"
 
+    async def test_dropped_callback_ends_open_standalone_spans(self, signals: Signals) -> None:
+        import gc
+
+        import graphai.telemetry as t
+
+        cb = Callback()
+        await cb.start_node("orphan")
+        await cb.acall("x")
+        assert [s["node"] for s in t.active_streams()] == ["orphan"]
+        del cb
+        gc.collect()
+        assert t.active_streams() == []
+        span = signals.span("orphan")
+        assert span.attributes["graphai.node.outcome"] == "cancelled"
+        assert span.attributes["graphai.node.output.tokens"] == 1
+
 
 class TestOff:
     """GRAPHAI_TELEMETRY=off: no spans; API only (no SDK): nothing recorded, nothing breaks."""
