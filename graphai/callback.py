@@ -14,6 +14,7 @@ right node under ``asyncio.gather``, branches and concurrent runs.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import string
 import types
@@ -561,10 +562,6 @@ class Callback(_StreamBase):
 
         return render
 
-    def special_tokens(self) -> dict[str, str]:
-        """The format's END token and the patterns of node tokens (for stream parsers)."""
-        return {"end": self.build_special_token("END")}
-
 
 class EventCallback(_StreamBase):
     """
@@ -703,24 +700,21 @@ def parse_stream_token(token: str, callback: Callback | None = None) -> StreamIt
 
 
 _DEFAULT_PARSER = Callback()
-_PATTERNS: dict[tuple[str, str], tuple[str, str] | None] = {}
 
 
 def _pattern_for(cb: Callback) -> tuple[str, str] | None:
     """(prefix, suffix) around ``{token}`` in the rendered format, or None if no ``{token}``."""
-    key = (cb.identifier or "", cb.special_token_format)
-    if key not in _PATTERNS:
-        sentinel = "\x00TOKEN\x00"
-        try:
-            rendered = cb.special_token_format.format(
-                identifier=cb.identifier or "", token=sentinel, params=""
-            )
-        except (KeyError, IndexError, ValueError):
-            rendered = ""
-        if sentinel in rendered:
-            pre, post = rendered.split(sentinel, 1)
-            _PATTERNS[key] = (pre, post)
-        else:
-            _PATTERNS[key] = None
-    return _PATTERNS[key]
+    return _pattern(cb.identifier or "", cb.special_token_format)
 
+
+@functools.lru_cache(maxsize=256)  # bounded: identifiers may be per-request ids
+def _pattern(identifier: str, fmt: str) -> tuple[str, str] | None:
+    sentinel = "\x00TOKEN\x00"
+    try:
+        rendered = fmt.format(identifier=identifier, token=sentinel, params="")
+    except (KeyError, IndexError, ValueError):
+        return None
+    if sentinel not in rendered:
+        return None
+    pre, post = rendered.split(sentinel, 1)
+    return pre, post
