@@ -475,13 +475,16 @@ class _RunObs(_hooks.RunObserver):
         inst = self.inst
         if inst is None:
             return
-        hist = inst.delivery_delay
-        attrs = self.instr.attrs(self.graph)
+        try:
+            hist = inst.delivery_delay
+            attrs = self.instr.attrs(self.graph)
 
-        def on_delay(seconds: float) -> None:
-            hist.record(seconds, attrs)
+            def on_delay(seconds: float) -> None:
+                hist.record(seconds, attrs)
 
-        channel.on_delay = on_delay
+            channel.on_delay = on_delay
+        except Exception as exc:
+            _internal_error("run.channel", exc)
 
     def end(
         self,
