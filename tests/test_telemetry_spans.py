@@ -399,3 +399,48 @@ class TestOff:
         assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
         res, toks = await run_with_consumer(linear_graph(), {"q": "x"})
         assert res["len"] == 6 and toks[-1] == "<graphai:END:>"
+
+
+class TestBrokenSdk:
+    """A span processor that raises changes neither the result nor the token stream."""
+
+    async def test_raising_processor(self, caplog) -> None:
+        import structlog
+        from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+        import graphai.telemetry as t
+
+        class Exploding(SpanProcessor):
+            def on_start(self, span, parent_context=None) -> None:  # type: ignore[no-untyped-def]
+                raise RuntimeError("processor on_start")
+
+            def on_end(self, span) -> None:  # type: ignore[no-untyped-def]
+                raise RuntimeError("processor on_end")
+
+        from graphai.telemetry import runtime
+
+        structlog.reset_defaults()
+        runtime._warned.clear()  # reported once per place per process
+        tp = TracerProvider()
+        tp.add_span_processor(Exploding())
+        t.instrument(tracer_provider=tp)
+        try:
+            with caplog.at_level("WARNING", logger="graphai"):
+                res, toks = await run_with_consumer(linear_graph(), {"q": "hi"})
+        finally:
+            t.instrument()
+            tp.shutdown()
+        assert res == {"q": "HI", "answer": "abbccc", "len": 6}
+        assert toks == [
+            "<graphai:llm:start:>",
+            "<graphai:llm:>",
+            "a",
+            "bb",
+            "ccc",
+            "<graphai:llm:end:>",
+            "<graphai:END:>",
+        ]
+        assert t.active_streams() == []
+        msgs = [r.getMessage() for r in caplog.records if r.name == "graphai"]
+        # the run span could not start: the run goes on without telemetry, reported once
+        assert msgs == ["telemetry.internal_error where='run.start' error_type='RuntimeError'"]
