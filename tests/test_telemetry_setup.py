@@ -273,6 +273,46 @@ class TestPrometheusEndpoint:
         with pytest.raises(urllib.error.URLError):
             scrape(h.prometheus_addr)
 
+    async def test_streams_endpoint_shows_in_flight_node_runs(
+        self, handles: list[TelemetryHandle]
+    ) -> None:
+        import json
+
+        from graphai import Callback, Graph, node
+
+        h = local(handles, prometheus_addr="127.0.0.1:0")
+        assert h.prometheus_addr is not None
+        url = f"http://{h.prometheus_addr}/streams"
+        release = asyncio.Event()
+        streaming = asyncio.Event()
+
+        @node(start=True, end=True, stream=True)
+        async def live(callback: Any) -> dict[str, Any]:
+            await callback.acall("t1")
+            await callback.acall("t2")
+            streaming.set()
+            await release.wait()
+            return {}
+
+        def get() -> Any:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                assert r.headers["Content-Type"] == "application/json"
+                return json.loads(r.read())
+
+        cb = Callback()
+        run = asyncio.ensure_future(Graph(name="live-view").add_node(live()).execute({}, callback=cb))
+        drain = asyncio.ensure_future(asyncio.wait_for(_drain(cb), 5))
+        await asyncio.wait_for(streaming.wait(), 5)
+        snap = await asyncio.to_thread(get)
+        assert [(s["graph"], s["node"], s["tokens"], s["stream"]) for s in snap["streams"]] == [
+            ("live-view", "live", 2, True)
+        ]
+        assert len(snap["streams"][0]["run_id"]) == 32
+        release.set()
+        await asyncio.wait_for(run, 5)
+        await drain
+        assert (await asyncio.to_thread(get)) == {"streams": []}
+
     def test_default_address_is_loopback_9464(self, handles: list[TelemetryHandle]) -> None:
         assert env.DEFAULT_PROMETHEUS_ADDR == "127.0.0.1:9464"
         with socket.socket() as s:
@@ -585,3 +625,7 @@ class TestOTelLogsProcessor:
         h.shutdown()
         h.log_processor(None, "info", {"event": "after"})
         assert [r.log_record.body for r in exporter.get_finished_logs()] == ["before"]
+
+
+async def _drain(cb: Any) -> list[Any]:
+    return [t async for t in cb.aiter()]

@@ -422,17 +422,48 @@ def _prometheus_target(prometheus_addr: str | Literal[False] | None) -> tuple[st
 def _start_prometheus(
     host: str, port: int
 ) -> tuple[MetricReader, WSGIServer, threading.Thread] | None:
-    """A ``PrometheusMetricReader`` on its own registry, served on ``host:port``; ``None``
-    (with a warning) if the server cannot start: telemetry must not stop the application."""
+    """A ``PrometheusMetricReader`` on its own registry, served on ``host:port`` (``/metrics``,
+    plus ``/streams``: the in-flight node runs as JSON); ``None`` (with a warning) if the
+    server cannot start: telemetry must not stop the application."""
+    import json
+    import socket
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    from graphai.telemetry.runtime import active_streams
 
     registry = CollectorRegistry()
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("PATH_INFO") == "/streams":
+            body = json.dumps({"streams": active_streams()}, default=str).encode()
+            start_response(
+                "200 OK",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        out: list[bytes] = metrics_app(environ, start_response)
+        return out
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingWSGIServer):
+        pass
+
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        Server.address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        server = make_server(host, port, app, Server, handler_class=Quiet)
     except OSError as exc:
         log_event("warning", LOG_PROMETHEUS_FAILED, addr=f"{host}:{port}", error=str(exc))
         return None
+    thread = threading.Thread(target=server.serve_forever, name="graphai-metrics", daemon=True)
+    thread.start()
     return PrometheusMetricReader(registry=registry), server, thread
 
 
