@@ -1330,7 +1330,8 @@ def _banner(out: Out, args: argparse.Namespace, tel: Telemetry) -> None:
     if tel.handle is not None:
         where = f"OTLP {tel.otlp}" if tel.otlp else "in memory (waterfall at the end)"
         metrics = tel.metrics_url or "no /metrics endpoint"
-        out.line(out.dim(f"  telemetry: metrics {metrics} {g['dot']} spans {where}"))
+        live = f" (live runs: {tel.metrics_url[: -len('/metrics')]}/streams)" if tel.metrics_url else ""
+        out.line(out.dim(f"  telemetry: metrics {metrics}{live} {g['dot']} spans {where}"))
     for note in tel.notes:
         out.line(out.paint(f"  {note}", "33"))
     out.line()
