@@ -62,15 +62,15 @@ class TestNodeMetrics:
         assert signals.point(N.NODE_DURATION, graphai__node__name="prep").count == 1
         ttft = signals.point(N.NODE_TTFT, graphai__node__name="gen")
         assert dict(ttft.attributes) == {"graphai.graph.name": "m", "graphai.node.name": "gen"}
-        assert ttft.count == 1 and 0.045 <= ttft.sum < 0.2
+        assert ttft.count == 1 and 0.045 <= ttft.sum < 0.4
         assert list(ttft.explicit_bounds) == list(N.TTFT_BUCKETS)
         tpot = signals.point(N.NODE_TPOT_METRIC)
-        assert tpot.count == 1 and 0.009 <= tpot.sum < 0.05
+        assert tpot.count == 1 and 0.009 <= tpot.sum < 0.1
         assert list(tpot.explicit_bounds) == list(N.GAP_BUCKETS)
         gap = signals.point(N.NODE_MAX_GAP_METRIC)
         assert gap.count == 1 and gap.sum >= tpot.sum
         rate = signals.point(N.NODE_TOKEN_RATE)
-        assert rate.count == 1 and 20 <= rate.sum <= 111  # 4 tokens after the first in ~40 ms
+        assert rate.count == 1 and 10 <= rate.sum <= 101  # 4 tokens after the first, >= 40 ms
         assert list(rate.explicit_bounds) == list(N.TOKEN_RATE_BUCKETS)
         assert signals.point(N.NODE_TOKENS).value == 5
         # non-streaming nodes record no streaming metrics

@@ -88,7 +88,7 @@ class TestSpanTree:
         assert a["gen_ai.request.stream"] is True
         assert a["graphai.node.output.tokens"] == 3
         assert a["graphai.node.token_events.dropped"] == 0
-        assert 0.045 <= a["gen_ai.response.time_to_first_chunk"] < 0.2
+        assert 0.045 <= a["gen_ai.response.time_to_first_chunk"] < 0.4
         assert 0.009 <= a["graphai.node.time_per_output_token"] < 0.1
         assert a["graphai.node.inter_token.max_gap"] >= a["graphai.node.time_per_output_token"]
         run = signals.span("invoke_workflow lin")
