@@ -69,31 +69,18 @@ class Channel:
 
     # -- producer side -------------------------------------------------------------------
     def put(self, item: Any) -> None:
-        """Append an item and wake the consumer if it waits. Never blocks."""
+        """Append an item (token or marker) and wake the consumer if it waits. Never blocks.
+        ``Callback.acall`` inlines these three lines on the token hot path."""
         self.buf.append(item)
         w = self._waiter
         if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
+            self.wake(w)
 
     def wake(self, w: asyncio.Future[None]) -> None:
-        """Wake the waiting consumer (``w`` is ``self._waiter``); for inlined puts."""
+        """Wake the waiting consumer (``w`` is ``self._waiter``)."""
         self._waiter = None
         if not w.done():
             w.set_result(None)
-
-    def put_marker(self, item: Any) -> None:
-        """Append a control item (never sampled)."""
-        self.buf.append(item)
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    def full(self) -> bool:
-        return self.maxsize is not None and len(self.buf) >= self.maxsize
 
     async def wait_space(self, need: int = 1) -> None:
         """Suspend until ``need`` more items fit under the bound (or the consumer is gone)."""

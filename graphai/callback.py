@@ -258,16 +258,16 @@ class _StreamBase:
         if chan.closed:
             raise self._closed_error("Cannot start node on a closed stream")
         self._root._first_token = False
-        chan.put_marker(_Marker(_START, name))
+        chan.put(_Marker(_START, name))
         if self._id_marker:
-            chan.put_marker(_Marker(_ID, name))
+            chan.put(_Marker(_ID, name))
         return self._view(name, rec)
 
     def _close_node(self) -> None:
         """Emit the end marker of this view's node (silently skipped on a closed stream)."""
         chan = self._chan
         if not chan.closed and self._node_name is not None:
-            chan.put_marker(_Marker(_END_NODE, self._node_name))
+            chan.put(_Marker(_END_NODE, self._node_name))
 
     def _closed_error(self, msg: str) -> StreamClosedError:
         if self._chan.gone:
@@ -327,9 +327,9 @@ class _StreamBase:
                 self._open[node_name] = rec
             self._rec = None if rec is _hooks.NOOP_NODE else rec
         if active:
-            chan.put_marker(_Marker(_START, node_name))
+            chan.put(_Marker(_START, node_name))
             if self._id_marker:
-                chan.put_marker(_Marker(_ID, node_name))
+                chan.put(_Marker(_ID, node_name))
 
     def _end_open(self, name: str | None, outcome: str) -> None:
         """End the standalone span opened by ``start_node(name)``, if any."""
@@ -350,7 +350,7 @@ class _StreamBase:
             self._end_open(name, _hooks.CANCELLED if chan.gone else _hooks.OK)
             raise self._closed_error("Cannot end node on a closed stream")
         if self._active and name is not None:
-            chan.put_marker(_Marker(_END_NODE, name))
+            chan.put(_Marker(_END_NODE, name))
         self._end_open(name, _hooks.OK)
 
     async def close(self) -> None:
@@ -366,7 +366,7 @@ class _StreamBase:
         if chan.closed:
             return
         chan.closed = True
-        chan.put_marker(_END_MARKER)
+        chan.put(_END_MARKER)
 
     def __del__(self) -> None:
         # a callback dropped with standalone nodes still open: end their spans (cancelled) so
