@@ -330,6 +330,22 @@ def chain_runs(g: Graph, n: int, execs: int) -> Callable[[], Awaitable[float]]:
     return run_once
 
 
+def _hand_instruments(tp: Any, mp: Any, scope: str) -> tuple[Any, Any, Any]:
+    """Tracer and node/graph duration histograms (graphai's bucket advice) for the
+    hand-instrumented baselines."""
+    from graphai.telemetry import names as N
+
+    meter = mp.get_meter(f"graphai-bench-{scope}")
+    buckets = list(N.METRICS[N.NODE_DURATION][3] or ())
+    node_hist = meter.create_histogram(
+        f"bench.{scope}.node.duration", unit="s", explicit_bucket_boundaries_advisory=buckets
+    )
+    graph_hist = meter.create_histogram(
+        f"bench.{scope}.graph.duration", unit="s", explicit_bucket_boundaries_advisory=buckets
+    )
+    return tp.get_tracer(f"graphai-bench-{scope}"), node_hist, graph_hist
+
+
 def manual_chain_runs(tp: Any, mp: Any, n: int, execs: int) -> Callable[[], Awaitable[float]]:
     """The same SDK calls as graphai's telemetry, made by hand *inside* the engine: a chain of
     ``n`` nodes, telemetry off, each node doing start_span / attach / detach / set_attributes /
@@ -343,15 +359,7 @@ def manual_chain_runs(tp: Any, mp: Any, n: int, execs: int) -> Callable[[], Awai
     from graphai import node
     from graphai.telemetry import names as N
 
-    tracer = tp.get_tracer("graphai-bench-manual")
-    meter = mp.get_meter("graphai-bench-manual")
-    buckets = list(N.METRICS[N.NODE_DURATION][3] or ())
-    node_hist = meter.create_histogram(
-        "bench.manual.node.duration", unit="s", explicit_bucket_boundaries_advisory=buckets
-    )
-    graph_hist = meter.create_histogram(
-        "bench.manual.graph.duration", unit="s", explicit_bucket_boundaries_advisory=buckets
-    )
+    tracer, node_hist, graph_hist = _hand_instruments(tp, mp, "manual")
     graph = "manual"
     run_ctx: list[Any] = [None]
     attach, detach, in_context = otel_context.attach, otel_context.detach, trace.set_span_in_context
@@ -446,15 +454,7 @@ def bare_sdk_runs(tp: Any, mp: Any, graph: str, n: int, execs: int) -> Callable[
 
     from graphai.telemetry import names as N
 
-    tracer = tp.get_tracer("graphai-bench-bare")
-    meter = mp.get_meter("graphai-bench-bare")
-    buckets = list(N.METRICS[N.NODE_DURATION][3] or ())
-    node_hist = meter.create_histogram(
-        "bench.node.duration", unit="s", explicit_bucket_boundaries_advisory=buckets
-    )
-    graph_hist = meter.create_histogram(
-        "bench.graph.duration", unit="s", explicit_bucket_boundaries_advisory=buckets
-    )
+    tracer, node_hist, graph_hist = _hand_instruments(tp, mp, "bare")
     names = [f"n{i}" for i in range(n)]
     node_attrs = [
         {N.GRAPH_NAME: graph, N.NODE_NAME: nm, N.NODE_KIND: "node", N.NODE_OUTCOME: "ok"}
