@@ -1,14 +1,15 @@
 """
 The token channel between one producer side (nodes, the engine) and one consumer (``aiter()``).
 
-A deque plus at most one waiter future: ``put`` is a plain append (no await point, no
-allocation beyond the deque slot) and wakes the consumer only when it is actually waiting.
+A deque plus at most one consumer waiter future: ``put`` is a plain append (no await point,
+no allocation beyond the deque slot) and wakes the consumer only when it is actually waiting.
 Cancellation-safe: a waiter removes itself in ``finally`` and items live in the deque, so a
 cancelled ``get`` loses nothing.
 
 An optional bound (``maxsize``) gives backpressure: ``wait_space()`` suspends an async producer
 until the consumer has taken enough items. Sync producers (``callback(token)``) cannot wait and
-may exceed the bound.
+may exceed the bound. Each waiting producer owns its own future (as anyio's memory streams do):
+cancelling one producer cancels only that producer's future, never the others' wait.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Timed:
 
 class Channel:
     __slots__ = (
-        "_space",
+        "_spaces",
         "_waiter",
         "buf",
         "closed",
@@ -60,7 +61,7 @@ class Channel:
         self.buf: deque[Any] = deque()
         self.maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
-        self._space: asyncio.Future[None] | None = None
+        self._spaces: deque[asyncio.Future[None]] = deque()  # one future per waiting producer
         self.closed = False  # no more items may be put (END was put, or the consumer is gone)
         self.gone = False  # the consumer stopped reading
         self.consumed = False  # a consumer has finished (a second aiter() yields nothing)
@@ -83,20 +84,26 @@ class Channel:
             w.set_result(None)
 
     async def wait_space(self, need: int = 1) -> None:
-        """Suspend until ``need`` more items fit under the bound (or the consumer is gone)."""
+        """Suspend until ``need`` more items fit under the bound (or the consumer is gone).
+
+        Each call waits on a future of its own, so a cancelled producer leaves the others
+        waiting (a shared future would be cancelled for all of them)."""
         maxsize = self.maxsize
         if maxsize is None:
             return
         limit = maxsize - min(need, maxsize)
         while len(self.buf) > limit and not self.gone:
-            fut = self._space
-            if fut is None or fut.done():
-                fut = self._space = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            spaces = self._spaces
+            spaces.append(fut)
             try:
                 await fut
             finally:
-                if self._space is fut and fut.done():
-                    self._space = None
+                if not fut.done() or fut.cancelled():
+                    try:
+                        spaces.remove(fut)
+                    except ValueError:
+                        pass
 
     # -- consumer side -------------------------------------------------------------------
     async def wait_item(self) -> None:
@@ -110,23 +117,26 @@ class Channel:
                 self._waiter = None
 
     def taken(self) -> None:
-        """Called by the consumer after taking items when a bound is set: wake the producer."""
-        sp = self._space
-        if sp is not None and self.maxsize is not None and len(self.buf) < self.maxsize:
-            self._space = None
-            if not sp.done():
-                sp.set_result(None)
+        """Called by the consumer after taking items when a bound is set: wake the producers
+        (each re-checks the space it needs)."""
+        spaces = self._spaces
+        if spaces and self.maxsize is not None and len(self.buf) < self.maxsize:
+            self._release()
+
+    def _release(self) -> None:
+        spaces = self._spaces
+        while spaces:
+            fut = spaces.popleft()
+            if not fut.done():
+                fut.set_result(None)
 
     def mark_gone(self) -> None:
-        """The consumer stopped reading: close for producers and release a waiting producer."""
+        """The consumer stopped reading: close for producers and release every waiting
+        producer."""
         self.gone = True
         self.closed = True
         self.consumed = True
-        sp = self._space
-        if sp is not None:
-            self._space = None
-            if not sp.done():
-                sp.set_result(None)
+        self._release()
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -135,7 +145,7 @@ class Channel:
             closed=self.closed,
             consumer_gone=self.gone,
             consumer_waiting=self._waiter is not None,
-            producer_waiting=self._space is not None,
+            producer_waiting=bool(self._spaces),
         )
 
     # asyncio.Queue-like introspection (``callback.queue`` was an asyncio.Queue upstream)

@@ -144,7 +144,7 @@ def _is_native(cb: Any) -> bool:
 class _Run:
     """Per-execute() state."""
 
-    __slots__ = ("callback", "detached", "native", "obs", "steps")
+    __slots__ = ("branch_errors", "callback", "detached", "fatal", "native", "obs", "steps")
 
     def __init__(self, callback: Any, obs: _hooks.RunObserver) -> None:
         self.callback = callback
@@ -152,6 +152,48 @@ class _Run:
         self.obs = obs
         self.detached: set[asyncio.Task[Any]] = set()
         self.steps = 0
+        # this run's branch failures; ``Graph.branch_errors`` shows the list of the run that
+        # the reading task awaited (concurrent runs of one Graph never mix their errors)
+        self.branch_errors: list[BranchError] = []
+        # the first BaseException (not an Exception, not a cancellation) a detached branch
+        # ended with: execute() re-raises it once the other branches are done
+        self.fatal: BaseException | None = None
+
+    def detached_done(self, task: asyncio.Task[Any]) -> None:
+        self.detached.discard(task)
+        if not task.cancelled():
+            exc = task.exception()  # retrieved: no "exception was never retrieved" log
+            if exc is not None and not isinstance(exc, Exception) and self.fatal is None:
+                self.fatal = exc
+
+
+# The branch-error list of each Graph's run, per task context: ``await graph.execute()`` runs
+# in the caller's context, so a caller that reads ``graph.branch_errors`` after its own run
+# sees that run's errors even while other tasks run the same Graph.
+_RUN_ERRORS: contextvars.ContextVar[dict[Graph, list[BranchError]] | None] = (
+    contextvars.ContextVar("graphai_run_branch_errors", default=None)
+)
+
+# Waited branch pipelines nested deeper than this run in a task of their own (a fresh stack):
+# a cycle through waited branches ends at ``max_steps``, never with a RecursionError.
+_INLINE_PIPELINE_DEPTH = 16
+
+
+async def _gather_all(tasks: set[asyncio.Task[Any]]) -> None:
+    """Wait until ``tasks`` (a live set: tasks may add more) is empty; then re-raise the first
+    ``BaseException`` that is neither an ``Exception`` nor a cancellation (pipelines record
+    their ``Exception`` s as branch errors), so it is never swallowed."""
+    fatal: BaseException | None = None
+    while tasks:
+        for res in await asyncio.gather(*list(tasks), return_exceptions=True):
+            if (
+                fatal is None
+                and isinstance(res, BaseException)
+                and not isinstance(res, (Exception, asyncio.CancelledError))
+            ):
+                fatal = res
+    if fatal is not None:
+        raise fatal
 
 
 class Graph:
@@ -191,7 +233,7 @@ class Graph:
         self.Callback: type[Any] = Callback
         self.max_steps = max_steps
         self.state: dict[str, Any] = initial_state or {}
-        self.branch_errors: list[BranchError] = []
+        self._branch_errors: list[BranchError] = []  # the last started run's (upstream's view)
         self._detached_tasks: set[asyncio.Task[Any]] = set()
         # adjacency, maintained by the builder: constant-time lookups at run time
         self._succ: dict[str, list[Any]] = {}
@@ -233,6 +275,18 @@ class Graph:
             )
         if node.name in self.nodes:
             raise GraphError(f"Node with name '{node.name}' already exists.")
+        name = node.name
+        if name == "END" or name.endswith((":start", ":end")):
+            # its id marker <graphai:NAME:> would read as another marker (special tokens)
+            clash = (
+                "the stream's END marker"
+                if name == "END"
+                else f"the {name.rsplit(':', 1)[1]} marker of node {name.rsplit(':', 1)[0]!r}"
+            )
+            raise ValueError(
+                f"add_node(): node name {name!r} is reserved: its stream marker would read as "
+                f"{clash}; names may not be 'END' or end with ':start' or ':end'"
+            )
         if node.is_start and self.start_node is not None:
             raise GraphError(
                 "Multiple start nodes are not allowed. Start node "
@@ -428,6 +482,24 @@ class Graph:
         self.Callback = callback_class
         return self
 
+    @property
+    def branch_errors(self) -> list[BranchError]:
+        """The branch failures of this task's latest run of this graph (of the latest run
+        started anywhere, when this task ran none). Concurrent runs each see their own."""
+        mine = _RUN_ERRORS.get()
+        if mine is not None:
+            errs = mine.get(self)
+            if errs is not None:
+                return errs
+        return self._branch_errors
+
+    @branch_errors.setter
+    def branch_errors(self, value: list[BranchError]) -> None:
+        self._branch_errors = value
+        mine = _RUN_ERRORS.get()
+        if mine is not None and self in mine:
+            _RUN_ERRORS.set({k: v for k, v in mine.items() if k is not self})
+
     # -- running ---------------------------------------------------------------------------
     async def execute(self, input: dict[str, Any], callback: Any = None) -> dict[str, Any]:
         """
@@ -449,10 +521,12 @@ class Graph:
         if self.start_node is None:
             await self._close(callback)
             raise AssertionError("Graph must be compiled before execution")
-        self.branch_errors = []
         instr = _hooks.get_instrumentation()
         obs = instr.run(self.name, uuid.uuid4().hex, input) if instr.enabled else _hooks.NOOP_RUN
         run = _Run(callback, obs)
+        self._branch_errors = run.branch_errors
+        mine = _RUN_ERRORS.get()
+        _RUN_ERRORS.set({**(mine or {}), self: run.branch_errors})
         if run.native:
             obs.channel(callback._chan)
         try:
@@ -467,7 +541,11 @@ class Graph:
                 obs.end(_outcome(exc), exc, run.steps)
                 await self._close(callback)
             raise
-        await self._close(callback)
+        try:
+            await self._close(callback)
+        except BaseException as exc:  # close() cancelled (or raising a BaseException)
+            obs.end(_outcome(exc), exc, run.steps)
+            raise
         result.pop("upstream", None)
         obs.end(_hooks.OK, None, run.steps, result)
         return result
@@ -476,32 +554,45 @@ class Graph:
         self, inputs: Iterable[dict[str, Any]], *, concurrency: int = 5
     ) -> list[Any]:
         """Run ``execute`` on each input, at most ``concurrency`` at once; results in input
-        order; the first exception propagates (the other runs are cancelled)."""
+        order; the first exception propagates (the other runs are cancelled). Afterwards
+        ``branch_errors`` holds the branch errors of these runs, in input order."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"execute_many(): concurrency must be a positive int, got {concurrency!r}")
         sem = asyncio.Semaphore(concurrency)
 
+        per_run: list[list[BranchError]] = []
+
         async def one(inp: dict[str, Any]) -> Any:
             async with sem:
-                return await self.execute(input=inp)
+                mine: list[BranchError] = []
+                per_run.append(mine)
+                result = await self.execute(input=inp)
+                mine.extend(self.branch_errors)  # this task's own run
+                return result
 
         tasks = [asyncio.ensure_future(one(i)) for i in inputs]
         try:
-            return await asyncio.gather(*tasks)
+            results = await asyncio.gather(*tasks)
         except BaseException:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        errors = [be for errs in per_run for be in errs]
+        self._branch_errors = errors
+        _RUN_ERRORS.set({**(_RUN_ERRORS.get() or {}), self: errors})
+        return results
 
     async def wait_for_branches(self) -> None:
-        """Wait for every detached branch pipeline started by this graph."""
-        while self._detached_tasks:
-            await asyncio.gather(*list(self._detached_tasks), return_exceptions=True)
+        """Wait for every detached branch pipeline started by this graph. A pipeline that
+        ended with a ``BaseException`` other than cancellation (``Exception`` s are recorded
+        in ``branch_errors``) is re-raised here once all of them are done."""
+        await _gather_all(self._detached_tasks)
 
     async def _wait_detached(self, run: _Run) -> None:
-        while run.detached:
-            await asyncio.gather(*list(run.detached), return_exceptions=True)
+        await _gather_all(run.detached)
+        if run.fatal is not None:
+            raise run.fatal
 
     async def _cancel_detached(self, run: _Run) -> None:
         if run.detached:
@@ -573,25 +664,29 @@ class Graph:
                     f"Instead, got {type(output)} from '{output}'."
                 )
         except BaseException as exc:
-            if ctx_token is not None:
-                obs.detach(ctx_token)
-            if view is not None:
-                if native:
-                    view._close_node()
-                else:
-                    with contextlib.suppress(Exception):
-                        await cb.end_node(node_name=name)
-            if view_token is not None:
-                (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
-            obs.end(_outcome(exc), exc)
+            try:
+                if ctx_token is not None:
+                    obs.detach(ctx_token)
+                if view is not None:
+                    if native:
+                        view._close_node()
+                    else:  # a user end_node(): an await that may fail or be cancelled itself
+                        with contextlib.suppress(Exception):
+                            await cb.end_node(node_name=name)
+            finally:
+                if view_token is not None:
+                    (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
+                obs.end(_outcome(exc), exc)
             raise
         obs.detach(ctx_token)
         try:
             if stream:
                 if native:
-                    if cb._chan.maxsize is not None:
-                        await cb._chan.wait_space()
-                    view._close_node()
+                    try:
+                        if cb._chan.maxsize is not None:
+                            await cb._chan.wait_space()
+                    finally:  # cancelled while waiting for space: the end marker still goes
+                        view._close_node()
                 else:
                     await cb.end_node(node_name=name)
         except BaseException as exc:
@@ -614,10 +709,15 @@ class Graph:
         stop_at_join: bool,
         pipeline: bool,
         end: _PathEnd | None,
+        depth: int = 0,
     ) -> dict[str, Any]:
         """
         Run from ``node`` until an end node (or, in a parallel path, a join source; in a
         branch pipeline, a node without successors or with ``success: False``).
+
+        A pipeline started from the main path counts its steps from 0 (upstream); one started
+        from inside a pipeline goes on from its parent's count, so ``max_steps`` bounds a cycle
+        through branches. ``depth`` is the pipeline nesting depth.
         """
         join: _hooks.JoinInfo | None = None
         max_steps = self.max_steps
@@ -630,7 +730,11 @@ class Graph:
             payload = {**payload, **output, "upstream": {"node": name, "output": output}}
             branches = self._branches.get(name)
             if branches:
-                await self._run_branches(node, branches, output, payload, run)
+                # a branch hop inside a pipeline counts as a step: a cycle made only of
+                # branch edges still reaches max_steps
+                await self._run_branches(
+                    node, branches, output, payload, run, steps + 1 if pipeline else 0, depth
+                )
             if (pipeline and output.get("success") is False) or self._is_end(node):
                 break
             next_nodes: list[Any]
@@ -666,7 +770,9 @@ class Graph:
                 sub_steps = steps if pipeline else steps + 1
                 tasks = [
                     asyncio.ensure_future(
-                        self._run_path(n, payload.copy(), run, sub_steps, True, pipeline, pe)
+                        self._run_path(
+                            n, payload.copy(), run, sub_steps, True, pipeline, pe, depth
+                        )
                     )
                     for n, pe in zip(next_nodes, ends, strict=True)
                 ]
@@ -713,6 +819,8 @@ class Graph:
         output: dict[str, Any],
         payload: dict[str, Any],
         run: _Run,
+        steps: int,
+        depth: int,
     ) -> None:
         for edge in branches:
             if edge.condition is not None:
@@ -728,23 +836,30 @@ class Graph:
                         destination=edge.destination.name,
                         error_type=type(exc).__name__,
                     )
-                    self.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
+                    run.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
                     continue
                 if not verdict:
                     continue
-            coro = self._guard_pipeline(edge, payload.copy(), run)
+            coro = self._guard_pipeline(edge, payload.copy(), run, steps, depth + 1)
             if edge.wait:
-                await coro
+                if depth + 1 < _INLINE_PIPELINE_DEPTH:
+                    await coro
+                else:  # a fresh stack; cancelling this run cancels the task too
+                    await asyncio.ensure_future(coro)
             else:
                 task = asyncio.ensure_future(coro)
                 run.detached.add(task)
-                task.add_done_callback(run.detached.discard)
+                task.add_done_callback(run.detached_done)
                 self._detached_tasks.add(task)
                 task.add_done_callback(self._detached_tasks.discard)
 
-    async def _guard_pipeline(self, edge: BranchEdge, payload: dict[str, Any], run: _Run) -> None:
+    async def _guard_pipeline(
+        self, edge: BranchEdge, payload: dict[str, Any], run: _Run, steps: int, depth: int
+    ) -> None:
         try:
-            await self._run_path(edge.destination, payload, run, 0, False, True, None)
+            if steps >= self.max_steps:
+                raise MaxStepsError(self.max_steps, where="branch pipeline")
+            await self._run_path(edge.destination, payload, run, steps, False, True, None, depth)
         except Exception as exc:
             log_event(
                 "error",
@@ -753,7 +868,7 @@ class Graph:
                 destination=edge.destination.name,
                 error_type=type(exc).__name__,
             )
-            self.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
+            run.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
 
     def visualize(self, *, save_path: str | None = None) -> None:
         """Draw the graph with matplotlib + networkx (extra ``[viz]``)."""

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -389,6 +390,11 @@ def test_odd_node_names_work_end_to_end(name: str) -> None:
         node(_noop_stream, name=name, start=True, end=True, stream=True)
     except TypeError:
         assert name == "", f"node name {name!r} rejected"
+        return
+    if name == "END" or name.endswith((":start", ":end")):
+        # its id marker would read as another marker: rejected when the graph is built
+        with pytest.raises(ValueError, match="is reserved"):
+            Graph().add_node(node(_noop_stream, name=name, start=True, end=True, stream=True))
         return
     with fresh_telemetry() as tel:
         result, error, items = run(_stream_graph(Callback(), ["tok"], name=name))
