@@ -316,6 +316,13 @@ class Graph:
             raise NodeNotFoundError(f"Node with name '{shown}' not found.")
         return found
 
+    def _known_choice(self, choice: Any) -> Any:
+        """A router's choice for its span, or ``None`` unless every name is a node of this
+        graph (unknown choice text is the router's raw output: content, never telemetry)."""
+        names = choice if isinstance(choice, (list, tuple)) else [choice]
+        nodes = self.nodes
+        return choice if all(isinstance(n, str) and n in nodes for n in names) else None
+
     def _node_by_name(self, name: Any) -> Any:
         found = self.nodes.get(name) if isinstance(name, str) else None
         if found is None:
@@ -696,7 +703,7 @@ class Graph:
             if view_token is not None:
                 (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
         if node.is_router:
-            obs.router_choice(output.get("choices", output.get("choice")))
+            obs.router_choice(self._known_choice(output.get("choices", output.get("choice"))))
         obs.end(_hooks.OK, None, output)
         return output, obs
 

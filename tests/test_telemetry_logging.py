@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
@@ -75,9 +76,11 @@ class TestLifecycleLogs:
         assert by_event[("graph.run.end", None)]["trace_id"] == format(run.context.trace_id, "032x")
 
     async def test_node_error_logged_with_exc_info(self, signals: Signals) -> None:
+        secret = "-".join(("secret", "input"))  # a runtime value, not in the source lines
+
         @node(start=True, end=True)
         async def bad() -> dict:
-            raise ValueError("x")
+            raise ValueError(secret)
 
         with capture_logs() as logs:
             try:
@@ -86,7 +89,33 @@ class TestLifecycleLogs:
                 pass
         err = [e for e in logs if e["event"] == "node.error"]
         assert len(err) == 1 and err[0]["log_level"] == "error"
-        assert isinstance(err[0]["exc_info"], ValueError) and err[0]["error.type"] == "ValueError"
+        assert err[0]["error.type"] == "ValueError" and "exc_info" not in err[0]
+        # content capture is off: the stack trace without the message
+        assert err[0]["exception"].startswith("Traceback (most recent call last):\n")
+        assert err[0]["exception"].endswith("\nValueError")
+        assert "secret-input" not in err[0]["exception"]
+
+    async def test_node_error_exc_info_with_content_capture(self) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        import graphai.telemetry as t
+        from graphai.telemetry import env
+
+        @node(start=True, end=True)
+        async def bad() -> dict:
+            raise ValueError("secret-input")
+
+        tp = TracerProvider()
+        t.instrument(tracer_provider=tp, settings=env.Settings(capture_content=True))
+        try:
+            with capture_logs() as logs:
+                with pytest.raises(ValueError):
+                    await Graph(name="e").add_node(bad()).execute({})
+        finally:
+            t.instrument()
+            tp.shutdown()
+        err = [e for e in logs if e["event"] == "node.error"]
+        assert len(err) == 1 and isinstance(err[0]["exc_info"], ValueError)
 
     async def test_silent_when_structlog_is_not_configured(self, capsys, signals: Signals) -> None:
         structlog.reset_defaults()

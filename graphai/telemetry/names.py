@@ -83,12 +83,17 @@ NODE_ACTIVE: Final = "graphai.node.active"
 STREAM_STALLED: Final = "graphai.stream.stalled"
 DELIVERY_DELAY: Final = "graphai.callback.delivery_delay"
 LABEL_OVERFLOW: Final = "graphai.telemetry.label_overflow"
+INTERNAL_ERRORS: Final = "graphai.telemetry.internal_errors"
 GENAI_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 GENAI_TTFC: Final = "gen_ai.client.operation.time_to_first_chunk"
 GENAI_TPOC: Final = "gen_ai.client.operation.time_per_output_chunk"
 
 OVERFLOW_ATTRIBUTE: Final = "attribute"
 """Attribute of ``graphai.telemetry.label_overflow``: which attribute overflowed."""
+INTERNAL_ERROR_WHERE: Final = "where"
+"""Attribute of ``graphai.telemetry.internal_errors``: the seam call that failed."""
+REDACTED: Final = "[redacted: content capture is off]"
+"""``exception.message`` of exception events while content capture is off."""
 
 # -- buckets (seconds, tokens/s) ------------------------------------------------------------------
 DURATION_BUCKETS: Final = (
@@ -140,6 +145,8 @@ METRICS: Final[dict[str, tuple[str, str, str, tuple[float, ...] | None, str]]] =
                      GAP_BUCKETS, "graphai_callback_delivery_delay_seconds"),
     LABEL_OVERFLOW: ("counter", "{value}", "Label values replaced by _OTHER (cardinality guard).",
                      None, "graphai_telemetry_label_overflow_total"),
+    INTERNAL_ERRORS: ("counter", "{error}", "Failures inside graphai's telemetry (the graph carried on).",
+                      None, "graphai_telemetry_internal_errors_total"),
     GENAI_OPERATION_DURATION: ("histogram", "s", "GenAI operation duration (llm nodes).",
                                GENAI_DURATION_BUCKETS, "gen_ai_client_operation_duration_seconds"),
     GENAI_TTFC: ("histogram", "s", "Time to the first chunk of a GenAI response (llm nodes).",
@@ -160,5 +167,8 @@ LOG_PROVIDERS_EXIST: Final = "telemetry.providers_exist"
 """Warning: the application already set global providers; configure() uses them as they are."""
 LOG_PROMETHEUS_FAILED: Final = "telemetry.prometheus_failed"
 """Warning: the ``/metrics`` endpoint could not be started (address in use, say)."""
+LOG_CONFIG_INVALID: Final = "telemetry.config_invalid"
+"""Warning: an invalid ``GRAPHAI_*`` value was replaced by its default (once per value)."""
 LOG_INTERNAL_ERROR: Final = "telemetry.internal_error"
-"""Warning: a failure inside graphai's telemetry (once per place); the graph carries on."""
+"""Warning: a failure inside graphai's telemetry; the graph carries on. At most once a minute
+per place, with ``suppressed`` = the failures not logged since the last line."""

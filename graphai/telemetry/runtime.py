@@ -4,20 +4,28 @@ span events, metrics and structlog lines, following ``spec/TELEMETRY.md``.
 
 Hot path: ``_NodeObs.token`` does local bookkeeping only (a timestamp, counters, the max gap,
 and a span event while under the event cap). Metrics are recorded once per node run, in
-``_NodeObs.end``. Every other method is guarded: an exception inside telemetry is logged once
-and never reaches the graph.
+``_NodeObs.end``.
+
+One guard at the seam: every observer method the engine calls (and each phase of an end: span,
+metrics, log line) is wrapped by :func:`_seam`. An exception inside telemetry never reaches the
+graph; it increments ``graphai.telemetry.internal_errors{where}`` and is logged at most once a
+minute per place. A failing phase never stops the next one: a span always ends, a node run always
+leaves the active gauge.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import threading
-from collections.abc import Iterable, Iterator
+import traceback
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from time import perf_counter as _perf_counter
-from typing import Any
+from typing import Any, NamedTuple, TypeVar, cast
 
 import structlog
 from opentelemetry import context as otel_context
@@ -40,7 +48,7 @@ __all__ = [
     "uninstrument",
 ]
 
-_log = structlog.get_logger("graphai")
+_logger = structlog.get_logger("graphai")
 _VERSION = "0.1.0"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
@@ -66,18 +74,104 @@ def current_log_context() -> dict[str, str]:
 _NOOP_TRACER_PROVIDERS = ("ProxyTracerProvider", "NoOpTracerProvider")
 _NOOP_METER_PROVIDERS = ("_ProxyMeterProvider", "NoOpMeterProvider", "ProxyMeterProvider")
 
-_warned: set[str] = set()
+LOG_EVERY_S = 60.0
+"""An internal error is logged at most once per this many seconds per place."""
+# where -> [time of the last log line, failures not logged since]
+_logged: dict[str, list[float]] = {}
+_errors_lock = threading.Lock()
 
 
 def _internal_error(where: str, exc: BaseException) -> None:
-    """Report a telemetry failure once per place; never raise."""
-    if where in _warned:
-        return
-    _warned.add(where)
+    """Count a telemetry failure (``graphai.telemetry.internal_errors``) and log it at most once
+    a minute per place (with the number suppressed since the last line); never raise."""
     try:
-        log_event("warning", N.LOG_INTERNAL_ERROR, where=where, error_type=type(exc).__name__)
+        instr = _installed[0]
+        inst = instr._inst if instr is not None else None
+        if inst is not None:
+            inst.internal_errors.add(1, {N.INTERNAL_ERROR_WHERE: where})
     except Exception:
         pass
+    now = perf_counter()
+    with _errors_lock:
+        last = _logged.get(where)
+        if last is not None and now - last[0] < LOG_EVERY_S:
+            last[1] += 1
+            return
+        suppressed = int(last[1]) if last is not None else 0
+        _logged[where] = [now, 0]
+    fields: dict[str, Any] = {"where": where, "error_type": type(exc).__name__}
+    if suppressed:
+        fields["suppressed"] = suppressed
+    log_event("warning", N.LOG_INTERNAL_ERROR, **fields)  # never raises
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _seam(where: str, default: Any = None) -> Callable[[_F], _F]:
+    """The one guard: ``where``'s failures are counted and logged, ``default`` returned."""
+
+    def deco(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                _internal_error(where, exc)
+                return default
+
+        return cast(_F, guarded)
+
+    return deco
+
+
+@_seam("log")
+def _log(log: Any, level: str, event: str, **fields: Any) -> None:
+    """A structlog line of ours: a raising processor or renderer costs the line, nothing else."""
+    getattr(log, level)(event, **fields)
+
+
+def _clean(value: str) -> str:
+    """``value`` as exportable text: lone surrogates (``surrogateescape`` names, say) cannot be
+    encoded as UTF-8 and would fail every Prometheus scrape and OTLP export; they are written
+    as ``\\udcff`` escapes, so distinct names stay distinct."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _redacted_trace(error: BaseException) -> str:
+    """A stack trace without the exception's message (it may hold content): the frames, then
+    the exception type."""
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    return f"Traceback (most recent call last):\n{frames}{_exc_type(error)}"
+
+
+def _exc_type(error: BaseException) -> str:
+    cls = type(error)
+    module = cls.__module__
+    return f"{module}.{cls.__qualname__}" if module and module != "builtins" else cls.__qualname__
+
+
+def _record_exception(span: Any, error: BaseException, capture: bool) -> None:
+    """The exception event; with content capture off the message is redacted and the stack
+    trace has no message lines (exception messages often quote inputs)."""
+    if capture:
+        span.record_exception(error)
+        return
+    span.add_event(
+        "exception",
+        {
+            "exception.type": _exc_type(error),
+            "exception.message": N.REDACTED,
+            "exception.stacktrace": _redacted_trace(error),
+            "exception.escaped": "False",
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -94,13 +188,20 @@ def _current(span: Any) -> Iterator[None]:
 
 
 def _truncate(value: Any, limit: int) -> str:
+    """Captured content as text (JSON, else ``repr``), cut at ``limit``; never raises: a value
+    whose ``repr()`` raises becomes ``<unrepresentable TYPE>`` (and is counted)."""
     if isinstance(value, str):
         s = value
     else:
         try:
             s = json.dumps(value, default=repr, ensure_ascii=False, sort_keys=True)
         except Exception:
-            s = repr(value)
+            try:
+                s = repr(value)
+            except Exception as exc:
+                _internal_error("capture", exc)
+                s = f"<unrepresentable {type(value).__name__}>"
+    s = _clean(s)
     return s if len(s) <= limit else s[:limit] + "…"
 
 
@@ -119,6 +220,7 @@ class _Guard:
         seen = self.seen.get(attribute)
         if seen is not None and value in seen:
             return value
+        value = _clean(value)
         with self._lock:
             seen = self.seen.setdefault(attribute, set())
             if value in seen:
@@ -126,24 +228,30 @@ class _Guard:
             if len(seen) < self.limit:
                 seen.add(value)
                 return value
-            # count each replaced value once (memory bounded: past 10k, count every use)
+            # count each replaced value once; memory is bounded: past REJECTED_MAX distinct
+            # replaced values, new ones are no longer counted (never counted twice)
             key = (attribute, value)
-            if key in self.rejected:
+            if key in self.rejected or len(self.rejected) >= self.REJECTED_MAX:
                 return N.OTHER
-            if len(self.rejected) < 10_000:
-                self.rejected.add(key)
+            self.rejected.add(key)
         if self.overflow is not None:
-            try:
-                self.overflow.add(1, {N.OVERFLOW_ATTRIBUTE: attribute})
-            except Exception as exc:
-                _internal_error("overflow", exc)
+            self._count(attribute)
         return N.OTHER
+
+    REJECTED_MAX = 100_000
+
+    @_seam("overflow")
+    def _count(self, attribute: str) -> None:
+        self.overflow.add(1, {N.OVERFLOW_ATTRIBUTE: attribute})
 
 
 class _Instruments:
-    """Every instrument, created once per meter."""
+    """Every instrument, created once per meter provider and shared by every instrumentation
+    that reports to it (an SDK returns the first registration of a name and drops a second
+    one's callbacks). The observable gauges read the live node runs of the instrumentation
+    installed at collection time, so ``instrument()`` twice never freezes them."""
 
-    def __init__(self, meter: Any, owner: OTelInstrumentation) -> None:
+    def __init__(self, meter: Any) -> None:
         def hist(name: str) -> Any:
             _kind, unit, desc, buckets, _prom = N.METRICS[name]
             return meter.create_histogram(
@@ -167,17 +275,48 @@ class _Instruments:
         self.node_tokens = counter(N.NODE_TOKENS)
         self.delivery_delay = hist(N.DELIVERY_DELAY)
         self.overflow = counter(N.LABEL_OVERFLOW)
+        self.internal_errors = counter(N.INTERNAL_ERRORS)
         self.genai_duration = hist(N.GENAI_OPERATION_DURATION)
         self.genai_ttfc = hist(N.GENAI_TTFC)
         self.genai_tpoc = hist(N.GENAI_TPOC)
         _k, unit, desc, _b, _p = N.METRICS[N.NODE_ACTIVE]
         meter.create_observable_gauge(
-            N.NODE_ACTIVE, callbacks=[owner._observe_active], unit=unit, description=desc
+            N.NODE_ACTIVE, callbacks=[self._observe_active], unit=unit, description=desc
         )
         _k, unit, desc, _b, _p = N.METRICS[N.STREAM_STALLED]
         meter.create_observable_gauge(
-            N.STREAM_STALLED, callbacks=[owner._observe_stalled], unit=unit, description=desc
+            N.STREAM_STALLED, callbacks=[self._observe_stalled], unit=unit, description=desc
         )
+
+    def _owner(self) -> OTelInstrumentation | None:
+        instr = _installed[0]
+        return instr if instr is not None and instr._instruments_now() is self else None
+
+    def _observe_active(self, options: Any) -> Iterable[Any]:
+        instr = self._owner()
+        return [] if instr is None else instr._observe_active(options)
+
+    def _observe_stalled(self, options: Any) -> Iterable[Any]:
+        instr = self._owner()
+        return [] if instr is None else instr._observe_stalled(options)
+
+
+# meter provider -> its instruments (weakly: a provider dropped by the application goes)
+_by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+_by_provider_lock = threading.Lock()
+
+
+def _instruments_for(mp: Any) -> _Instruments:
+    with _by_provider_lock:
+        try:
+            inst = _by_provider.get(mp)
+        except TypeError:  # not weak-referenceable: no sharing
+            inst = None
+        if inst is None:
+            inst = _Instruments(mp.get_meter(N.SCOPE, _VERSION, schema_url=_SCHEMA_URL))
+            with contextlib.suppress(TypeError):
+                _by_provider[mp] = inst
+        return inst
 
 
 class _NodeStatic:
@@ -282,8 +421,7 @@ class OTelInstrumentation(_hooks.Instrumentation):
                 if type(mp).__name__ in _NOOP_METER_PROVIDERS:
                     self._inst = None
                 else:
-                    meter = mp.get_meter(N.SCOPE, _VERSION, schema_url=_SCHEMA_URL)
-                    self._inst = _Instruments(meter, self)
+                    self._inst = _instruments_for(mp)
                     self.guard.overflow = self._inst.overflow
                 self._mp = mp
         return self._inst
@@ -335,30 +473,24 @@ class OTelInstrumentation(_hooks.Instrumentation):
         return st
 
     # -- seam -----------------------------------------------------------------------------------
+    @_seam("run.start", _hooks.NOOP_RUN)
     def run(self, graph_name: str, run_id: str, payload: dict[str, Any]) -> _hooks.RunObserver:
-        try:
-            tracer = self._tracer_now()
-            inst = self._instruments_now()
-            logging_on = structlog.is_configured()
-            if tracer is None and inst is None and not logging_on:
-                return _hooks.NOOP_RUN
-            return _RunObs(self, tracer, inst, logging_on, graph_name, run_id, payload)
-        except Exception as exc:
-            _internal_error("run.start", exc)
+        tracer = self._tracer_now()
+        inst = self._instruments_now()
+        logging_on = structlog.is_configured()
+        if tracer is None and inst is None and not logging_on:
             return _hooks.NOOP_RUN
+        return _RunObs(self, tracer, inst, logging_on, graph_name, run_id, payload)
 
+    @_seam("standalone.start", _hooks.NOOP_NODE)
     def standalone_node(self, name: str) -> _hooks.NodeObserver:
-        try:
-            tracer = self._tracer_now()
-            inst = self._instruments_now()
-            logging_on = structlog.is_configured()
-            if tracer is None and inst is None and not logging_on:
-                return _hooks.NOOP_NODE
-            run = _RunObs(self, tracer, inst, logging_on, "standalone", None, None, standalone=True)
-            return run.node(name, "node", True, 0)
-        except Exception as exc:
-            _internal_error("standalone.start", exc)
+        tracer = self._tracer_now()
+        inst = self._instruments_now()
+        logging_on = structlog.is_configured()
+        if tracer is None and inst is None and not logging_on:
             return _hooks.NOOP_NODE
+        run = _RunObs(self, tracer, inst, logging_on, "standalone", None, None, standalone=True)
+        return run.node(name, "node", True, 0)
 
     # -- gauges ---------------------------------------------------------------------------------
     def _observe_active(self, _options: Any) -> Iterable[Any]:
@@ -413,7 +545,7 @@ class _RunObs(_hooks.RunObserver):
         self.instr = instr
         self.tracer = tracer
         self.inst = inst
-        self.graph = graph
+        self.graph = graph = _clean(graph)
         self.graph_label = instr.guard(N.GRAPH_NAME, graph) if inst is not None else graph
         self.run_id = run_id
         self.t0 = perf_counter()
@@ -423,7 +555,7 @@ class _RunObs(_hooks.RunObserver):
         self.ctx: Any = None
         self.log: Any = None
         if logging_on:
-            self.log = _log.bind(**{N.GRAPH_NAME: graph}, **({N.RUN_ID: run_id} if run_id else {}))
+            self.log = _logger.bind(**{N.GRAPH_NAME: graph}, **({N.RUN_ID: run_id} if run_id else {}))
         if standalone:
             self.ctx = otel_context.get_current()
             return
@@ -453,7 +585,7 @@ class _RunObs(_hooks.RunObserver):
         else:
             self.ctx = parent
         if self.log is not None:
-            self.log.debug(N.LOG_RUN_START)
+            _log(self.log, "debug", N.LOG_RUN_START)
 
     def node(
         self,
@@ -465,26 +597,33 @@ class _RunObs(_hooks.RunObserver):
         payload: dict[str, Any] | None = None,
         model: str | None = None,
     ) -> _hooks.NodeObserver:
-        try:
-            return _NodeObs(self, name, kind, stream, step, join, payload, model)
-        except Exception as exc:
-            _internal_error("node.start", exc)
-            return _hooks.NOOP_NODE
+        return self._node(name, kind, stream, step, join, payload, model)
 
+    @_seam("node.start", _hooks.NOOP_NODE)
+    def _node(
+        self,
+        name: str,
+        kind: str,
+        stream: bool,
+        step: int,
+        join: _hooks.JoinInfo | None,
+        payload: dict[str, Any] | None,
+        model: str | None,
+    ) -> _hooks.NodeObserver:
+        return _NodeObs(self, name, kind, stream, step, join, payload, model)
+
+    @_seam("run.channel")
     def channel(self, channel: Any) -> None:
         inst = self.inst
         if inst is None:
             return
-        try:
-            hist = inst.delivery_delay
-            attrs = self.instr.attrs(self.graph)
+        hist = inst.delivery_delay
+        attrs = self.instr.attrs(self.graph)
 
-            def on_delay(seconds: float) -> None:
-                hist.record(seconds, attrs)
+        def on_delay(seconds: float) -> None:
+            hist.record(seconds, attrs)
 
-            channel.on_delay = on_delay
-        except Exception as exc:
-            _internal_error("run.channel", exc)
+        channel.on_delay = on_delay
 
     def end(
         self,
@@ -493,54 +632,73 @@ class _RunObs(_hooks.RunObserver):
         steps: int = 0,
         result: dict[str, Any] | None = None,
     ) -> None:
+        duration = perf_counter() - self.t0
+        ttft = None if self.first_t is None else self.first_t - self.t0
+        err = type(error).__name__ if outcome == N.OUTCOME_ERROR and error is not None else None
+        # three phases, each guarded on its own: a failing one never skips the next
+        if self.span is not None:
+            self._end_span(outcome, error, err, steps, result, ttft)
+        if self.inst is not None:
+            self._end_metrics(outcome, err, duration, ttft)
+        if self.log is not None:
+            self._end_log(outcome, err, duration, ttft)
+
+    @_seam("run.end")
+    def _end_span(
+        self,
+        outcome: str,
+        error: BaseException | None,
+        err: str | None,
+        steps: int,
+        result: dict[str, Any] | None,
+        ttft: float | None,
+    ) -> None:
+        span = self.span
+        settings = self.instr.settings
         try:
-            now = perf_counter()
-            duration = now - self.t0
-            ttft = None if self.first_t is None else self.first_t - self.t0
-            err = type(error).__name__ if outcome == N.OUTCOME_ERROR and error is not None else None
-            span = self.span
-            if span is not None:
-                attributes: dict[str, Any] = {
-                    N.RUN_OUTCOME: outcome,
-                    N.RUN_OUTPUT_TOKENS: self.tokens,
-                    N.RUN_STEPS: steps,
-                }
-                if ttft is not None:
-                    attributes[N.RUN_TTFT] = ttft
-                if err is not None:
-                    attributes[N.ERROR_TYPE] = err
-                if self.instr.settings.capture_content and result is not None:
-                    attributes[N.GEN_AI_OUTPUT_MESSAGES] = _truncate(
-                        result, self.instr.settings.capture_max_chars
-                    )
-                span.set_attributes(attributes)
-                if err is not None and error is not None:
-                    span.record_exception(error)
-                    span.set_status(Status(StatusCode.ERROR, err))
-                span.end()
-            inst = self.inst
-            if inst is not None:
-                instr = self.instr
-                # with the run span as context, the SDK attaches an exemplar (trace id) to these
-                # samples: dashboards link a slow run straight to its trace (OTLP path)
-                ctx = self.ctx if span is not None else None
-                inst.graph_duration.record(
-                    duration, instr.attrs(self.graph, None, None, outcome, err), context=ctx
-                )
-                if ttft is not None:
-                    inst.graph_ttft.record(ttft, instr.attrs(self.graph), context=ctx)
-            if self.log is not None:
-                with _current(span):
-                    self.log.info(
-                        N.LOG_RUN_END,
-                        outcome=outcome,
-                        duration_s=round(duration, 6),
-                        ttft_s=None if ttft is None else round(ttft, 6),
-                        tokens=self.tokens,
-                        **({N.ERROR_TYPE: err} if err else {}),
-                    )
-        except Exception as exc:
-            _internal_error("run.end", exc)
+            attributes: dict[str, Any] = {
+                N.RUN_OUTCOME: outcome,
+                N.RUN_OUTPUT_TOKENS: self.tokens,
+                N.RUN_STEPS: steps,
+            }
+            if ttft is not None:
+                attributes[N.RUN_TTFT] = ttft
+            if err is not None:
+                attributes[N.ERROR_TYPE] = err
+            if settings.capture_content and result is not None:
+                attributes[N.GEN_AI_OUTPUT_MESSAGES] = _truncate(result, settings.capture_max_chars)
+            span.set_attributes(attributes)
+            if err is not None and error is not None:
+                span.set_status(Status(StatusCode.ERROR, err))
+                _record_exception(span, error, settings.capture_content)
+        finally:
+            span.end()
+
+    @_seam("run.metrics")
+    def _end_metrics(self, outcome: str, err: str | None, duration: float, ttft: float | None) -> None:
+        inst = self.inst
+        assert inst is not None
+        instr = self.instr
+        # with the run span as context, the SDK attaches an exemplar (trace id) to these
+        # samples: dashboards link a slow run straight to its trace (OTLP path)
+        ctx = self.ctx if self.span is not None else None
+        inst.graph_duration.record(
+            duration, instr.attrs(self.graph, None, None, outcome, err), context=ctx
+        )
+        if ttft is not None:
+            inst.graph_ttft.record(ttft, instr.attrs(self.graph), context=ctx)
+
+    @_seam("run.log")
+    def _end_log(self, outcome: str, err: str | None, duration: float, ttft: float | None) -> None:
+        with _current(self.span):
+            self.log.info(
+                N.LOG_RUN_END,
+                outcome=outcome,
+                duration_s=round(duration, 6),
+                ttft_s=None if ttft is None else round(ttft, 6),
+                tokens=self.tokens,
+                **({N.ERROR_TYPE: err} if err else {}),
+            )
 
 
 def _span_name(name: str, kind: str, model: str | None) -> tuple[str, dict[str, Any]]:
@@ -596,7 +754,7 @@ class _NodeObs(_hooks.NodeObserver):
         model: str | None = None,
     ) -> None:
         self.run = run
-        self.name = name
+        self.name = name = _clean(name)
         self.stream = stream
         self.step = step
         self.capture = False
@@ -635,7 +793,7 @@ class _NodeObs(_hooks.NodeObserver):
         self.t0 = perf_counter()
         instr.live.add(self)
         if run.log is not None:
-            run.log.debug(N.LOG_NODE_START, **{N.NODE_NAME: name, N.NODE_KIND: kind, N.NODE_STEP: step})
+            _log(run.log, "debug", N.LOG_NODE_START, **{N.NODE_NAME: name, N.NODE_KIND: kind, N.NODE_STEP: step})
 
     # -- hot path --------------------------------------------------------------------------------
     def token(self, token: Any) -> float | None:
@@ -664,23 +822,25 @@ class _NodeObs(_hooks.NodeObserver):
             run.first_t = now
         span = self.span
         if span is not None:
-            try:
-                span.add_event(N.EVENT_FIRST_TOKEN, {N.TOKEN_INDEX: 0})
-            except Exception as exc:
-                _internal_error("event.first", exc)
+            self._first_event(span)
+
+    @_seam("event.first")
+    def _first_event(self, span: Any) -> None:
+        span.add_event(N.EVENT_FIRST_TOKEN, {N.TOKEN_INDEX: 0})
+
+    @_seam("event.token")
+    def _add_token_event(self, n: int, token: Any) -> None:
+        attributes: dict[str, Any] = {
+            N.TOKEN_INDEX: n,
+            N.TOKEN_SIZE: len(token) if isinstance(token, str) else 0,
+        }
+        if self.capture and isinstance(token, str):
+            attributes[N.TOKEN_TEXT] = _truncate(token, self.run.instr.settings.capture_max_chars)
+        self.span.add_event(N.EVENT_TOKEN, attributes)
 
     def _event(self, n: int, token: Any) -> None:
         settings = self.run.instr.settings
-        try:
-            attributes: dict[str, Any] = {
-                N.TOKEN_INDEX: n,
-                N.TOKEN_SIZE: len(token) if isinstance(token, str) else 0,
-            }
-            if self.capture and isinstance(token, str):
-                attributes[N.TOKEN_TEXT] = _truncate(token, settings.capture_max_chars)
-            self.span.add_event(N.EVENT_TOKEN, attributes)
-        except Exception as exc:
-            _internal_error("event.token", exc)
+        self._add_token_event(n, token)
         self.ev_count += 1
         policy = settings.token_events
         if policy == "all":
@@ -695,16 +855,14 @@ class _NodeObs(_hooks.NodeObserver):
             self.ev_next = n + 1
 
     # -- context ---------------------------------------------------------------------------------
+    @_seam("attach")
     def attach(self) -> object:
-        try:
-            t1 = _LOG_NODE.set(self)
-            span = self.span
-            t2 = otel_context.attach(trace.set_span_in_context(span, self.run.ctx)) if span is not None else None
-            return (t1, t2)
-        except Exception as exc:
-            _internal_error("attach", exc)
-            return None
+        t1 = _LOG_NODE.set(self)
+        span = self.span
+        t2 = otel_context.attach(trace.set_span_in_context(span, self.run.ctx)) if span is not None else None
+        return (t1, t2)
 
+    @_seam("detach")
     def detach(self, token: object) -> None:
         if not isinstance(token, tuple):
             return
@@ -712,23 +870,21 @@ class _NodeObs(_hooks.NodeObserver):
         try:
             if t2 is not None:
                 otel_context.detach(t2)
+        finally:
             _LOG_NODE.reset(t1)
-        except Exception as exc:
-            _internal_error("detach", exc)
 
+    @_seam("router_choice")
     def router_choice(self, choice: Any) -> None:
         span = self.span
         if span is None or choice is None:
             return
-        try:
-            if isinstance(choice, (list, tuple)):
-                value: Any = [str(c) for c in choice]
-            else:
-                value = str(choice)
-            span.set_attribute(N.ROUTER_CHOICE, value)
-        except Exception as exc:
-            _internal_error("router_choice", exc)
+        if isinstance(choice, (list, tuple)):
+            value: Any = [_clean(str(c)) for c in choice]
+        else:
+            value = _clean(str(choice))
+        span.set_attribute(N.ROUTER_CHOICE, value)
 
+    @_seam("node.end")
     def end(
         self,
         outcome: str,
@@ -736,24 +892,18 @@ class _NodeObs(_hooks.NodeObserver):
         output: dict[str, Any] | None = None,
     ) -> None:
         try:
-            self._end(outcome, error, output)
-        except Exception as exc:
-            _internal_error("node.end", exc)
+            self.run.instr.live.remove(self)
+        except KeyError:
+            return  # already ended (end exactly once)
+        self._end(outcome, error, output)
 
     def _end(self, outcome: str, error: BaseException | None, output: dict[str, Any] | None) -> None:
         run = self.run
-        instr = run.instr
-        try:
-            instr.live.remove(self)
-        except KeyError:
-            return  # already ended (end exactly once)
         duration = perf_counter() - self.t0
-        static = self.static
         err = type(error).__name__ if outcome == N.OUTCOME_ERROR and error is not None else None
-        stream = self.stream
         n = 0
         ttft = tpot = rate = max_gap = None
-        if stream:
+        if self.stream:
             n = self.n
             run.tokens += n
             if n:
@@ -764,73 +914,114 @@ class _NodeObs(_hooks.NodeObserver):
                     max_gap = self.max_gap
                     if span_s > 0:
                         rate = (n - 1) / span_s
+        m = _EndFigures(duration, n, ttft, tpot, rate, max_gap)
+        # three phases, each guarded on its own: a failing one never skips the next
+        if self.span is not None:
+            self._end_span(outcome, error, err, output, m)
+        if run.inst is not None:
+            self._end_metrics(outcome, err, m)
+        if run.log is not None:
+            self._end_log(outcome, error, err, m)
+
+    @_seam("node.end")
+    def _end_span(
+        self,
+        outcome: str,
+        error: BaseException | None,
+        err: str | None,
+        output: dict[str, Any] | None,
+        m: _EndFigures,
+    ) -> None:
         span = self.span
-        if span is not None:
+        try:
             attributes: dict[str, Any] = {N.NODE_OUTCOME: outcome}
-            if stream:
-                attributes[N.NODE_OUTPUT_TOKENS] = n
-                attributes[N.NODE_EVENTS_DROPPED] = n - self.ev_count
-                if ttft is not None:
-                    attributes[N.GEN_AI_RESPONSE_TTFC] = ttft
-                if tpot is not None:
-                    attributes[N.NODE_TPOT] = tpot
-                    attributes[N.NODE_MAX_GAP] = max_gap
+            if self.stream:
+                attributes[N.NODE_OUTPUT_TOKENS] = m.n
+                attributes[N.NODE_EVENTS_DROPPED] = m.n - self.ev_count
+                if m.ttft is not None:
+                    attributes[N.GEN_AI_RESPONSE_TTFC] = m.ttft
+                if m.tpot is not None:
+                    attributes[N.NODE_TPOT] = m.tpot
+                    attributes[N.NODE_MAX_GAP] = m.max_gap
             if err is not None:
                 attributes[N.ERROR_TYPE] = err
             if self.capture and output is not None:
-                attributes[N.NODE_OUTPUT] = _truncate(output, instr.settings.capture_max_chars)
+                attributes[N.NODE_OUTPUT] = _truncate(output, self.run.instr.settings.capture_max_chars)
             span.set_attributes(attributes)
             if err is not None and error is not None:
-                span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, err))
+                _record_exception(span, error, self.run.instr.settings.capture_content)
+        finally:
             span.end()
+
+    @_seam("node.metrics")
+    def _end_metrics(self, outcome: str, err: str | None, m: _EndFigures) -> None:
+        run = self.run
+        instr = run.instr
         inst = run.inst
-        if inst is not None:
-            if outcome == N.OUTCOME_OK and static.ok_attrs is not None:
-                attrs = static.ok_attrs
-            else:
-                attrs = instr.attrs(run.graph, self.name, static.kind, outcome, err)
-            inst.node_duration.record(duration, attrs)
-            if stream:
-                base = static.base_attrs
-                inst.node_tokens.add(n, base)
-                if ttft is not None:
-                    inst.node_ttft.record(ttft, base)
-                if tpot is not None:
-                    inst.node_tpot.record(tpot, base)
-                    inst.node_max_gap.record(max_gap, base)
-                if rate is not None:
-                    inst.node_rate.record(rate, base)
-            if static.kind == "llm":
-                ga: dict[str, Any] = {N.GEN_AI_OPERATION_NAME: "chat"}
-                if static.model:
-                    ga[N.GEN_AI_REQUEST_MODEL] = instr.guard(N.GEN_AI_REQUEST_MODEL, static.model)
-                if err is not None:
-                    ga[N.ERROR_TYPE] = instr.guard(N.ERROR_TYPE, err)
-                inst.genai_duration.record(duration, ga)
-                if ttft is not None:
-                    inst.genai_ttfc.record(ttft, ga)
-                if tpot is not None:
-                    inst.genai_tpoc.record(tpot, ga)
-        log = run.log
-        if log is not None:
-            fields: dict[str, Any] = {
-                N.NODE_NAME: self.name,
-                N.NODE_KIND: static.kind,
-                N.NODE_STEP: self.step,
-                "outcome": outcome,
-                "duration_s": round(duration, 6),
-            }
-            if stream:
-                fields["ttft_s"] = None if ttft is None else round(ttft, 6)
-                fields["tokens"] = n
-                fields["token_rate"] = None if rate is None else round(rate, 3)
+        assert inst is not None
+        static = self.static
+        if outcome == N.OUTCOME_OK and static.ok_attrs is not None:
+            attrs = static.ok_attrs
+        else:
+            attrs = instr.attrs(run.graph, self.name, static.kind, outcome, err)
+        inst.node_duration.record(m.duration, attrs)
+        if self.stream:
+            base = static.base_attrs
+            inst.node_tokens.add(m.n, base)
+            if m.ttft is not None:
+                inst.node_ttft.record(m.ttft, base)
+            if m.tpot is not None:
+                inst.node_tpot.record(m.tpot, base)
+                inst.node_max_gap.record(m.max_gap, base)
+            if m.rate is not None:
+                inst.node_rate.record(m.rate, base)
+        if static.kind == "llm":
+            ga: dict[str, Any] = {N.GEN_AI_OPERATION_NAME: "chat"}
+            if static.model:
+                ga[N.GEN_AI_REQUEST_MODEL] = instr.guard(N.GEN_AI_REQUEST_MODEL, static.model)
             if err is not None:
-                fields[N.ERROR_TYPE] = err
-            with _current(span):
-                if err is not None:
-                    log.error(N.LOG_NODE_ERROR, exc_info=error, **fields)
-                log.info(N.LOG_NODE_END, **fields)
+                ga[N.ERROR_TYPE] = instr.guard(N.ERROR_TYPE, err)
+            inst.genai_duration.record(m.duration, ga)
+            if m.ttft is not None:
+                inst.genai_ttfc.record(m.ttft, ga)
+            if m.tpot is not None:
+                inst.genai_tpoc.record(m.tpot, ga)
+
+    @_seam("node.log")
+    def _end_log(
+        self, outcome: str, error: BaseException | None, err: str | None, m: _EndFigures
+    ) -> None:
+        log = self.run.log
+        fields: dict[str, Any] = {
+            N.NODE_NAME: self.name,
+            N.NODE_KIND: self.static.kind,
+            N.NODE_STEP: self.step,
+            "outcome": outcome,
+            "duration_s": round(m.duration, 6),
+        }
+        if self.stream:
+            fields["ttft_s"] = None if m.ttft is None else round(m.ttft, 6)
+            fields["tokens"] = m.n
+            fields["token_rate"] = None if m.rate is None else round(m.rate, 3)
+        if err is not None:
+            fields[N.ERROR_TYPE] = err
+        with _current(self.span):
+            if err is not None and error is not None:
+                if self.run.instr.settings.capture_content:
+                    _log(log, "error", N.LOG_NODE_ERROR, exc_info=error, **fields)
+                else:  # no message: it may quote inputs
+                    _log(log, "error", N.LOG_NODE_ERROR, exception=_redacted_trace(error), **fields)
+            log.info(N.LOG_NODE_END, **fields)
+
+
+class _EndFigures(NamedTuple):
+    duration: float
+    n: int
+    ttft: float | None
+    tpot: float | None
+    rate: float | None
+    max_gap: float | None
 
 
 # -- installation -----------------------------------------------------------------------------------
@@ -843,7 +1034,9 @@ def instrument(
     settings: env.Settings | None = None,
 ) -> OTelInstrumentation | None:
     """
-    Install graphai's instrumentation (replacing a previous one).
+    Install graphai's instrumentation, replacing a previous one cleanly: calling it again (with
+    the same or other providers or settings) never doubles instruments or callbacks, and node
+    runs in flight stay in the active gauge until they end.
 
     Args:
         tracer_provider, meter_provider: explicit providers; ``None`` follows the global ones.
@@ -858,6 +1051,11 @@ def instrument(
         uninstrument()
         return None
     instr = OTelInstrumentation(tracer_provider, meter_provider, s)
+    prev = _installed[0]
+    if prev is not None:
+        # node runs in flight stay counted (active gauge, active_streams()) and end normally
+        instr.live = prev.live
+        instr.seen_labels = prev.seen_labels
     _installed[0] = instr
     _hooks.set_instrumentation(instr)
     return instr
