@@ -58,6 +58,9 @@ class NodeObserver:
         Returning a ``perf_counter()`` time asks for a delivery-delay sample of this token."""
         return None
 
+    def late_token(self) -> None:
+        """A token arrived through this node's view after the node ended; it was dropped."""
+
     def attach(self) -> object:
         """Make this node's span current; returns a token for ``detach``."""
         return None

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from graphai import _hooks
 from graphai._channel import Channel, ChannelStatistics, Timed
+from graphai._log import log_event
 from graphai.errors import ConsumerGoneError, StreamClosedError
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 log_stream = True  # upstream module flag (unused there too)
+
+_LOG_LATE_TOKEN = "callback.late_token"
 
 DEFAULT_SPECIAL_TOKEN_FORMAT = "<{identifier}:{token}:{params}>"
 DEFAULT_TOKEN_FORMAT = "{token}"
@@ -177,11 +180,14 @@ class _StreamBase:
         "__dict__",
         "_active",
         "_chan",
+        "_ended",
         "_first_token",
+        "_late",
         "_node_name",
         "_open",
         "_rec",
         "_root",
+        "_subs",
         "identifier",
     )
 
@@ -197,6 +203,10 @@ class _StreamBase:
         self._active = True
         self._first_token = True
         self._open: dict[str, _hooks.NodeObserver] = {}
+        self._ended = False  # a view: its node run has ended (later tokens are late)
+        self._late = 0  # late tokens dropped through this view
+        # a view: the sub-steps a node opened with start_node() on it, innermost last
+        self._subs: list[tuple[str, _hooks.NodeObserver | None, bool]] = []
 
     # -- upstream-compatible attributes ----------------------------------------------------
     @property
@@ -250,6 +260,9 @@ class _StreamBase:
         v._active = True
         v._first_token = False
         v._open = root._open
+        v._ended = False
+        v._late = 0
+        v._subs = []
         return v
 
     def _open_node(self, name: str, rec: _hooks.NodeObserver) -> _StreamBase:
@@ -263,30 +276,65 @@ class _StreamBase:
             chan.put(_Marker(_ID, name))
         return self._view(name, rec)
 
-    def _close_node(self) -> None:
-        """Emit the end marker of this view's node (silently skipped on a closed stream)."""
+    def _close_node(self, outcome: str = _hooks.OK) -> None:
+        """Emit the end marker of this view's node (silently skipped on a closed stream),
+        after those of sub-steps still open; later tokens through the view are late."""
+        self._ended = True
         chan = self._chan
+        while self._subs:
+            name, rec, active = self._subs.pop()
+            if active and not chan.closed:
+                chan.put(_Marker(_END_NODE, name))
+            if rec is not None:
+                rec.end(_hooks.CANCELLED if chan.gone else outcome)
         if not chan.closed and self._node_name is not None:
             chan.put(_Marker(_END_NODE, self._node_name))
+
+    def _drop_late(self, view: _StreamBase) -> None:
+        """A token sent through ``view`` after its node ended (from a task the node left
+        running, say): dropped, never put inside a later node's markers; counted on the
+        node's observer (``graphai.node.late_tokens``) and logged once per node run."""
+        view._late += 1
+        rec = view._rec
+        if rec is not None:
+            rec.late_token()
+        if view._late == 1:
+            log_event("warning", _LOG_LATE_TOKEN, node=view._node_name)
 
     def _closed_error(self, msg: str) -> StreamClosedError:
         if self._chan.gone:
             return ConsumerGoneError(f"{msg}: the consumer stopped reading")
         return StreamClosedError(msg)
 
+    def _current_view(self) -> _StreamBase | None:
+        """For the root callback: the node view running in this context, if any."""
+        v = _CURRENT_VIEW.get()
+        return v if v is not None and v._chan is self._chan else None
+
     def _observer(self) -> _hooks.NodeObserver | None:
         """The observer of the node producing now: a view's own; for the root callback, its
         standalone node or the node view running in this context."""
         rec = self._rec
         if rec is None and self._root is self:
-            v = _CURRENT_VIEW.get()
-            if v is not None and v._chan is self._chan:
+            v = self._current_view()
+            if v is not None:
                 return v._rec
         return rec
 
+    def _late_view(self) -> _StreamBase | None:
+        """The ended node view a token sent now belongs to, or ``None`` (not late)."""
+        if self._root is not self:
+            return self if self._ended else None
+        v = self._current_view()
+        return v if v is not None and v._ended else None
+
     def _emit(self, chan: Channel, item: Any, token: Any) -> None:
         """Record ``token`` on its node's observer and put ``item``; the observer may ask for
-        a delivery-delay sample (it returns the put time)."""
+        a delivery-delay sample (it returns the put time). Late tokens are dropped."""
+        late = self._late_view()
+        if late is not None:
+            self._drop_late(late)
+            return
         rec = self._rec if self._root is not self else self._observer()
         if rec is None:
             chan.put(item)
@@ -314,6 +362,9 @@ class _StreamBase:
         chan = self._chan
         if chan.closed:
             raise self._closed_error("Cannot start node on a closed stream")
+        if self._root is not self:
+            self._start_sub(node_name, active)
+            return
         self._node_name = node_name
         self._root._first_token = False
         self._active = active
@@ -339,10 +390,46 @@ class _StreamBase:
         if rec is not None and self._rec is rec:
             self._rec = None
 
+    def _start_sub(self, name: str, active: bool) -> None:
+        """``start_node()`` on a node's view: a sub-step nested in that node (its markers
+        inside the node's, its span a child of the node's span)."""
+        if self._ended:
+            raise StreamClosedError(
+                f"start_node({name!r}): node {self._node_name!r} has already ended"
+            )
+        rec: _hooks.NodeObserver | None = _hooks.get_instrumentation().standalone_node(name)
+        if rec is _hooks.NOOP_NODE:
+            rec = None
+        self._subs.append((name, rec, active))
+        if active:
+            self._chan.put(_Marker(_START, name))
+            if self._id_marker:
+                self._chan.put(_Marker(_ID, name))
+
+    def _end_sub(self, name: str | None) -> None:
+        subs = self._subs
+        if not subs or (name and subs[-1][0] != name):
+            open_ = repr(subs[-1][0]) if subs else "none"
+            raise ValueError(
+                f"end_node({name!r}) on the view of node {self._node_name!r}: it ends the "
+                f"innermost open sub-step (open: {open_}); the engine ends the node itself"
+            )
+        sub, rec, active = subs.pop()
+        if active:
+            self._chan.put(_Marker(_END_NODE, sub))
+        if rec is not None:
+            rec.end(_hooks.OK)
+
     async def end_node(self, node_name: str) -> None:
         """Mark the end of a node: emits its end marker and ends its span (also when the
-        stream is already closed, which then raises)."""
+        stream is already closed, which then raises). On a node's view it ends the innermost
+        sub-step opened with :meth:`start_node`."""
         chan = self._chan
+        if self._root is not self:
+            if chan.closed:
+                raise self._closed_error("Cannot end node on a closed stream")
+            self._end_sub(node_name)
+            return
         name = node_name or self._node_name
         if _ENGINE_NODE.get() is not None:
             self._rec = None
@@ -431,7 +518,9 @@ class _StreamBase:
                         except Exception:  # telemetry never breaks the stream
                             pass
                     tok = item.token
-                    yield tok if content is None or tok.__class__ is not str else content(tok)
+                    yield tok if content is None or not isinstance(tok, str) else content(tok)
+                elif content is not None and isinstance(item, str):  # a str subclass
+                    yield content(item)
                 else:
                     yield item
         finally:
@@ -476,6 +565,11 @@ class Callback(_StreamBase):
             "special_token_format",
             {"identifier": identifier or "", "token": "node:start", "params": ""},
         )
+        if "{token" not in special_token_format.replace("{{", ""):
+            raise ValueError(
+                f"special_token_format {special_token_format!r} has no {{token}} placeholder: "
+                "every special token (node start, node end, END) would render the same"
+            )
         self._tok_fmt = _check_format(token_format, "token_format", {"token": "token"})
         self.special_token_format = special_token_format
         self.token_format = token_format
@@ -500,7 +594,15 @@ class Callback(_StreamBase):
             raise self._closed_error("Cannot add tokens to a closed stream")
         if node_name:
             self._check_node_name(node_name)
-        rec = self._rec if self._root is not self else self._observer()
+        if self._root is not self:
+            if self._ended:
+                return self._drop_late(self)
+            rec = self._rec
+        else:
+            late = self._late_view()
+            if late is not None:
+                return self._drop_late(late)
+            rec = self._observer()
         if rec is not None:
             t = rec.token(token)
             if t is not None:
@@ -521,7 +623,15 @@ class Callback(_StreamBase):
             await chan.wait_space()
             if chan.closed:
                 raise self._closed_error("Cannot add tokens to a closed stream")
-        rec = self._rec if self._root is not self else self._observer()
+        if self._root is not self:
+            if self._ended:
+                return self._drop_late(self)
+            rec = self._rec
+        else:
+            late = self._late_view()
+            if late is not None:
+                return self._drop_late(late)
+            rec = self._observer()
         if rec is not None:
             t = rec.token(token)
             if t is not None:
@@ -680,6 +790,10 @@ def parse_stream_token(token: str, callback: Callback | None = None) -> StreamIt
 
     .. versionadded:: 0.1.0
     """
+    if not isinstance(token, str):
+        raise TypeError(
+            f"parse_stream_token() takes a str from Callback.aiter(), got {type(token).__name__}"
+        )
     cb = callback if callback is not None else _DEFAULT_PARSER
     pat = _pattern_for(cb)
     if pat is None:

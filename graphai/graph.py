@@ -676,7 +676,7 @@ class Graph:
                     obs.detach(ctx_token)
                 if view is not None:
                     if native:
-                        view._close_node()
+                        view._close_node(_outcome(exc))
                     else:  # a user end_node(): an await that may fail or be cancelled itself
                         with contextlib.suppress(Exception):
                             await cb.end_node(node_name=name)

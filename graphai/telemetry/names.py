@@ -84,6 +84,7 @@ STREAM_STALLED: Final = "graphai.stream.stalled"
 DELIVERY_DELAY: Final = "graphai.callback.delivery_delay"
 LABEL_OVERFLOW: Final = "graphai.telemetry.label_overflow"
 INTERNAL_ERRORS: Final = "graphai.telemetry.internal_errors"
+NODE_LATE_TOKENS: Final = "graphai.node.late_tokens"
 GENAI_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 GENAI_TTFC: Final = "gen_ai.client.operation.time_to_first_chunk"
 GENAI_TPOC: Final = "gen_ai.client.operation.time_per_output_chunk"
@@ -145,6 +146,8 @@ METRICS: Final[dict[str, tuple[str, str, str, tuple[float, ...] | None, str]]] =
                      GAP_BUCKETS, "graphai_callback_delivery_delay_seconds"),
     LABEL_OVERFLOW: ("counter", "{value}", "Label values replaced by _OTHER (cardinality guard).",
                      None, "graphai_telemetry_label_overflow_total"),
+    NODE_LATE_TOKENS: ("counter", "{token}", "Tokens sent through a node's callback after the node ended (dropped).",
+                       None, "graphai_node_late_tokens_total"),
     INTERNAL_ERRORS: ("counter", "{error}", "Failures inside graphai's telemetry (the graph carried on).",
                       None, "graphai_telemetry_internal_errors_total"),
     GENAI_OPERATION_DURATION: ("histogram", "s", "GenAI operation duration (llm nodes).",

@@ -276,6 +276,7 @@ class _Instruments:
         self.delivery_delay = hist(N.DELIVERY_DELAY)
         self.overflow = counter(N.LABEL_OVERFLOW)
         self.internal_errors = counter(N.INTERNAL_ERRORS)
+        self.late_tokens = counter(N.NODE_LATE_TOKENS)
         self.genai_duration = hist(N.GENAI_OPERATION_DURATION)
         self.genai_ttfc = hist(N.GENAI_TTFC)
         self.genai_tpoc = hist(N.GENAI_TPOC)
@@ -855,6 +856,12 @@ class _NodeObs(_hooks.NodeObserver):
             self.ev_next = n + 1
 
     # -- context ---------------------------------------------------------------------------------
+    @_seam("late_token")
+    def late_token(self) -> None:
+        inst = self.run.inst
+        if inst is not None:
+            inst.late_tokens.add(1, self.static.base_attrs)
+
     @_seam("attach")
     def attach(self) -> object:
         t1 = _LOG_NODE.set(self)
