@@ -24,6 +24,7 @@ from graphai.errors import (
     NodeNotFoundError,
     NoOutgoingEdgeError,
     StreamClosedError,
+    TelemetryConfigError,
 )
 from graphai.graph import Graph
 from graphai.nodes import node, router
@@ -52,6 +53,7 @@ __all__ = [
     "NodeNotFoundError",
     "StreamClosedError",
     "StreamItem",
+    "TelemetryConfigError",
     "__version__",
     "get_schemas",
     "node",

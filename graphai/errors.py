@@ -14,6 +14,7 @@ The hierarchy::
      │         └── ConsumerGoneError   … because the consumer stopped reading (a cancellation outcome)
      ├── TypeError                     wrong argument types to the builder, sync node functions
      └── ValueError                    missing node parameters, non-dict node output, bad formats
+          └── TelemetryConfigError     an invalid GRAPHAI_*/OTEL_* variable or configure() argument
 
 ``BranchError`` is not an exception: it is the record of a failure inside a branch pipeline,
 kept in ``Graph.branch_errors`` instead of being raised (upstream behaviour).
@@ -34,6 +35,7 @@ __all__ = [
     "NoOutgoingEdgeError",
     "NodeNotFoundError",
     "StreamClosedError",
+    "TelemetryConfigError",
 ]
 
 
@@ -74,6 +76,20 @@ class ConsumerGoneError(StreamClosedError):
     The consumer of ``aiter()`` stopped reading (it broke out, was cancelled or closed the
     iterator) while the producer was still streaming. The engine records the node and the run
     as ``cancelled``, not as errors.
+    """
+
+
+class TelemetryConfigError(ValueError):
+    """
+    An invalid telemetry setting: a ``GRAPHAI_*`` or ``OTEL_*`` environment variable, or a
+    ``graphai.telemetry.configure()`` argument. The message starts with the variable (or
+    argument) name and the value, e.g. ``OTEL_EXPORTER_OTLP_PROTOCOL='bogus': expected one of
+    grpc, http/protobuf``. Raised by ``configure()`` (before anything is started) and by
+    ``graphai.telemetry.env.from_env(strict=True)``; ``import graphai`` never raises it (an
+    invalid ``GRAPHAI_*`` value there logs ``telemetry.config_invalid`` and uses the default).
+    A ``ValueError``, so ``except ValueError`` keeps working.
+
+    .. versionadded:: 0.1.0
     """
 
 

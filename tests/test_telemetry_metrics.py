@@ -205,7 +205,7 @@ class TestEnv:
     def test_errors(self, monkeypatch: pytest.MonkeyPatch, var: str, value: str, msg: str) -> None:
         monkeypatch.setenv(var, value)
         with pytest.raises(ValueError) as ei:
-            env.from_env()
+            env.from_env(strict=True)
         assert str(ei.value) == msg
 
 

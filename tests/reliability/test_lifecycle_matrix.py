@@ -5,7 +5,10 @@ Outcomes: success, a node raising, the execute() task cancelled, the consumer ab
 ``aiter()`` (``break``), the consumer closing the ``aiter()`` generator (``aclose()``: a
 ``GeneratorExit`` inside it), the consumer task cancelled, ``asyncio.timeout`` firing, an error
 inside a detached branch and an error in one of several parallel paths (while a sibling is
-still streaming).
+still streaming), plus three cells of the hardening round: cleanup that is itself cancelled (a
+``Callback`` subclass whose ``close()`` is cancelled after END), tokens sent after their node
+ended (from a task the node left running), and a cancel while a producer waits for buffer space
+(``max_buffered``).
 
 Placements of the target node ``T``: a streaming node and a non-streaming node on the main path,
 a streaming node inside parallel paths, and a streaming node inside a branch pipeline. The last
@@ -53,6 +56,9 @@ OUTCOMES = [
     "timeout",
     "branch_error",
     "parallel_error",
+    "cleanup_cancelled",
+    "late_token",
+    "bounded_cancel",
 ]
 PLACEMENTS = ["streaming", "plain", "parallel", "branch"]
 
@@ -73,12 +79,29 @@ class Probe:
     # siblings that finish (ok) / that block forever (cancelled by the fault)
     done: dict[str, asyncio.Event] = field(default_factory=dict)
     blocked: dict[str, asyncio.Event] = field(default_factory=dict)
+    lingering: list[asyncio.Task[Any]] = field(default_factory=list)
+    late_sent: list[str] = field(default_factory=list)
+
+    async def _linger(self, emit: Any) -> None:
+        """Send through T's callback once T has ended (a task T left running)."""
+        await until(
+            lambda: not any(s["node"] == "T" for s in telemetry.active_streams()),
+            what="T to end",
+        )
+        for i in range(2):
+            try:
+                await emit(f"late{i}")
+            except Exception:  # the stream closed meanwhile: nothing to deliver to
+                return
+            self.late_sent.append(f"late{i}")
 
     async def target(self, emit: Any) -> dict[str, Any]:
         if emit is not None:
             await emit("t0")
         o = self.outcome
-        if o == "success":
+        if o == "late_token" and emit is not None:
+            self.lingering.append(asyncio.ensure_future(self._linger(emit)))
+        if o in ("success", "late_token", "cleanup_cancelled"):
             if emit is not None:
                 await emit("t1")
             return {"t": 1}
@@ -90,6 +113,11 @@ class Probe:
                 await ev.wait()
             raise Boom("boom")
         self.t_entered.set()
+        if o == "bounded_cancel" and emit is not None:
+            for ev in self.done.values():  # siblings have streamed and ended first
+                await ev.wait()
+            for i in range(1, 1000):  # fills the bounded buffer, then waits for space
+                await emit(f"t{i}")
         await self.release.wait()  # never set for cancel/timeout
         if emit is not None:
             await emit("t1")  # the consumer is gone by now: ConsumerGoneError
@@ -231,17 +259,20 @@ def _build(outcome: str, placement: str) -> Cell:
     g.compile()
     in_branch = placement == "branch"
 
-    if outcome == "success":
+    if outcome in ("success", "late_token"):
         nodes = {**before, "T": OK, **dict.fromkeys(after, OK)}
         result = {k.lower(): 1 for k in nodes if not (in_branch and k == "T")}
         return Cell(g, probe, nodes, OK, None, [], result, trigger)
+    if outcome == "cleanup_cancelled":  # every node ran; the run ends cancelled in close()
+        nodes = {**before, "T": OK, **dict.fromkeys(after, OK)}
+        return Cell(g, probe, nodes, CANCELLED, asyncio.CancelledError, [], None, trigger)
     if outcome == "raises":
         if in_branch:  # recorded in branch_errors, the main path goes on
             nodes = {**before, "T": ERROR, "last": OK}
             return Cell(g, probe, nodes, OK, None, [Boom], {"first": 1, "last": 1}, trigger)
         return Cell(g, probe, {**before, "T": ERROR}, ERROR, Boom, [], None, trigger)
-    if outcome in ("cancelled", "timeout"):
-        exc = asyncio.CancelledError if outcome == "cancelled" else TimeoutError
+    if outcome in ("cancelled", "timeout", "bounded_cancel"):
+        exc = TimeoutError if outcome == "timeout" else asyncio.CancelledError
         return Cell(g, probe, {**before, "T": CANCELLED}, CANCELLED, exc, [], None, trigger)
     # the consumer leaves while T waits; T's next token raises ConsumerGoneError
     if placement == "plain":
@@ -321,6 +352,24 @@ def _markers_balanced(items: list[Any]) -> Counter[str]:
     return seen
 
 
+class CancelledCloseCallback(Callback):
+    """A user subclass whose ``close()`` awaits after END, and gets cancelled there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = asyncio.Event()
+
+    async def close(self) -> None:
+        await super().close()
+        self.closing.set()
+        await asyncio.Event().wait()  # e.g. flushing a transport: the request is cancelled
+
+
+async def _drain_when(cb: Callback, go: asyncio.Event) -> list[Any]:
+    await go.wait()  # a consumer that falls behind: the bounded buffer fills up
+    return [tok async for tok in cb.aiter()]
+
+
 class RelayCallback(Callback):
     """A user subclass (as ``Graph.set_callback`` allows): overriding ``acall`` takes the
     engine off its native per-node views, onto ``start_node``/``end_node``."""
@@ -334,7 +383,13 @@ class RelayCallback(Callback):
 async def test_every_exit_path_ends_each_span_once(
     outcome: str, placement: str, tel: Telemetry, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await _check_cell(outcome, placement, Callback(), tel, caplog)
+    if outcome == "cleanup_cancelled":
+        cb: Callback = CancelledCloseCallback()
+    elif outcome == "bounded_cancel":
+        cb = Callback(max_buffered=16)
+    else:
+        cb = Callback()
+    await _check_cell(outcome, placement, cb, tel, caplog)
 
 
 @pytest.mark.parametrize(
@@ -353,13 +408,17 @@ async def _check_cell(
     if outcome == "timeout" and sys.version_info < (3, 11):
         pytest.skip("asyncio.timeout needs Python 3.11")
     caplog.set_level(logging.ERROR, logger="opentelemetry.context")
+    caplog.set_level(logging.WARNING, logger="opentelemetry.sdk.trace")
     cell = _build(outcome, placement)
     g, probe = cell.graph, cell.probe
 
     # -- drive the cell ------------------------------------------------------------------------
     leaving = outcome.startswith("consumer_")
     seen: list[Any] = []
-    if outcome == "consumer_break":
+    go = asyncio.Event()
+    if outcome == "bounded_cancel":
+        consumer = asyncio.ensure_future(_drain_when(cb, go))
+    elif outcome == "consumer_break":
         consumer = asyncio.ensure_future(_leave_by_break(cb, cell.trigger))
     elif outcome == "consumer_aclose":
         consumer = asyncio.ensure_future(_leave_by_aclose(cb, cell.trigger))
@@ -378,7 +437,16 @@ async def _check_cell(
         return await g.execute({}, callback=cb)
 
     task = asyncio.ensure_future(run())
-    if outcome in ("cancelled", "timeout"):
+    if outcome == "cleanup_cancelled":
+        assert isinstance(cb, CancelledCloseCallback)
+        await bounded(cb.closing.wait(), what="close() to park after END")
+        task.cancel()
+    elif outcome == "bounded_cancel":
+        await _ready(probe)
+        if g.nodes["T"].stream:
+            await until(lambda: cb.statistics().producer_waiting, what="T to wait for space")
+        task.cancel()
+    elif outcome in ("cancelled", "timeout"):
         await _ready(probe)
         if outcome == "cancelled":
             task.cancel()
@@ -404,8 +472,11 @@ async def _check_cell(
         result = await bounded(task, what="execute()")
     except BaseException as exc:  # CancelledError included: it is an expected outcome here
         error = exc
-    if outcome == "cancelled":
+    go.set()
+    if outcome in ("cancelled", "cleanup_cancelled", "bounded_cancel"):
         assert task.cancelled(), f"execute() should end cancelled, got {error!r}"
+    for t in probe.lingering:
+        await bounded(t, what="the lingering task")
     # -- execute() raised or returned as documented --------------------------------------------
     if cell.raises is None:
         assert error is None, f"execute() raised {error!r}"
@@ -422,6 +493,8 @@ async def _check_cell(
         ran_streaming = {n for n in cell.nodes if g.nodes[n].stream}
         assert set(streamed) == ran_streaming, (streamed, items)
         assert all(c == 1 for c in streamed.values()), streamed
+        late = [t for t in items if isinstance(t, str) and t.startswith("late")]
+        assert late == [], f"late tokens reached the consumer: {items}"
 
     # -- spans: each started span ended exactly once; the right outcome and status ---------------
     assert tel.counter.problems() == []
@@ -450,10 +523,16 @@ async def _check_cell(
         (p.attributes["graphai.run.outcome"], p.count) for p in tel.points("graphai.graph.duration")
     ]
     assert runs_recorded == [(cell.run, 1)]
+    late_counted = sum(p.value for p in tel.points("graphai.node.late_tokens"))
+    assert late_counted == len(probe.late_sent)
+    if outcome == "late_token" and g.nodes["T"].stream:
+        assert node_spans["T"].attributes["graphai.node.output.tokens"] == 2
 
     # -- no context noise, nothing left in flight --------------------------------------------------
     noise = [r.getMessage() for r in caplog.records if "Failed to detach context" in r.getMessage()]
     assert noise == []
+    ended = [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry.sdk")]
+    assert ended == [], "SDK warnings (a span used after it ended?)"
     assert telemetry.active_streams() == []
 
 
