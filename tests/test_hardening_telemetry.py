@@ -70,12 +70,15 @@ class TestInstrumentTwice:
     async def test_same_providers_gauges_follow_and_nothing_doubles(self) -> None:
         sig = Signals()
         try:
+            await run_with_consumer(_streaming_graph(), {"q": 1})  # the first one's instruments
             telemetry.instrument(tracer_provider=sig.tp, meter_provider=sig.mp)  # again
             release, started = asyncio.Event(), asyncio.Event()
             g = _parked_graph(release, started)
             task = asyncio.ensure_future(run_with_consumer(g, {}))
             await asyncio.wait_for(started.wait(), TIMEOUT)
-            assert _active(sig, "park") == 1  # not frozen at the first instrumentation's 0
+            # one series, not frozen at the first instrumentation's 0 beside the new one
+            pts = [p for p in sig.points(N.NODE_ACTIVE) if p.attributes.get(N.NODE_NAME) == "park"]
+            assert [p.value for p in pts] == [1]
             release.set()
             await asyncio.wait_for(task, TIMEOUT)
             assert _active(sig, "park") == 0
@@ -453,3 +456,50 @@ class TestNoContentWithCaptureOff:
             assert not [m for m in std if MARK in m]
         finally:
             sig.close()
+
+
+CONFIGURE_TWICE = r"""
+import asyncio, threading, urllib.request
+import graphai.telemetry as t
+from graphai import Graph, node
+
+h1 = t.configure(prometheus_addr="127.0.0.1:0", service_name="twice")
+h2 = t.configure(prometheus_addr="127.0.0.1:0", service_name="twice")
+assert h2.prometheus_addr is None and h2.tracer_provider is h1.tracer_provider
+assert h2.meter_provider is h1.meter_provider
+
+@node(start=True, end=True)
+async def f() -> dict:
+    return {}
+
+asyncio.run(Graph(name="g").add_node(f).compile().execute({}))
+url = f"http://{h1.prometheus_addr}/metrics"
+text = urllib.request.urlopen(url, timeout=5).read().decode()
+rows = [l for l in text.splitlines() if l.startswith("graphai_node_duration_seconds_count")]
+active = [l for l in text.splitlines() if l.startswith("graphai_node_active{")]
+print(rows)
+print(active)
+h2.shutdown()
+h1.shutdown()
+print(sorted(th.name for th in threading.enumerate()))
+"""
+
+
+class TestConfigureTwice:
+    async def test_second_configure_reuses_the_first_without_doubling(self) -> None:
+        import subprocess
+        import sys
+
+        out = subprocess.run(
+            [sys.executable, "-c", CONFIGURE_TWICE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        lines = out.stdout.splitlines()
+        assert lines[0].endswith(" 1.0']") and lines[0].count("graphai_node_duration") == 1
+        assert 'graphai_node_name="f"' in lines[0]
+        assert 'graphai_node_name="f"' in lines[1] and lines[1].endswith(" 0.0']")
+        assert lines[2] == "['MainThread']"
+        assert "telemetry.providers_exist" in out.stderr
