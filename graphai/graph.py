@@ -1,36 +1,34 @@
 """
-The graph builder and its run loop.
+The graph builder: nodes, edges, routers, parallel paths, joins and branches, ``compile()``, and
+the ``execute()`` / ``execute_many()`` facade over the run loop (:mod:`graphai._runner`).
 
-Compatible with graphai-lib 0.0.12 (see ``spec/ENGINE.md``), with its bugs fixed on purpose:
-the stream always ends with END, markers carry their own node, the caller's input is never
-mutated, joins count for ``compile()`` and run inside branch pipelines, successor lookup is
-constant time, and more (README, "Differences from graphai-lib").
+Compatible with graphai-lib 0.0.12, with its bugs fixed on purpose: the stream always ends
+with END, markers carry their own node, the caller's input is never mutated, joins count for
+``compile()`` and run inside branch pipelines, successor lookup is constant time, and more
+(``docs/differences.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import inspect
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from graphlib import CycleError, TopologicalSorter
-from time import perf_counter
-from typing import Any, Protocol
+from typing import Any
 
 from graphai import _hooks
-from graphai._log import log_event
-from graphai.callback import _CURRENT_VIEW, _ENGINE_NODE, Callback, EventCallback, _StreamBase
+from graphai._runner import Plan, Run, close_callback, wait_all
+from graphai._types import BranchCondition, BranchEdge, Edge, JoinEdge, NodeProtocol
+from graphai._types import is_node as _is_node
+from graphai.callback import Callback, EventCallback
 from graphai.errors import (
     BranchError,
-    ConsumerGoneError,
     GraphCompileError,
     GraphError,
     MaxStepsError,
     NodeNotFoundError,
-    NoOutgoingEdgeError,
 )
 
 __all__ = [
@@ -48,152 +46,12 @@ __all__ = [
 
 
 
-class NodeProtocol(Protocol):
-    """The interface of a decorated node."""
-
-    name: str
-    is_start: bool
-    is_end: bool
-    is_router: bool
-    stream: bool
-
-    async def invoke(
-        self,
-        input: dict[str, Any],
-        callback: Any = None,
-        state: dict[str, Any] | None = None,
-    ) -> dict[str, Any]: ...
-
-
-# A branch condition receives the source node's output dict and the graph state and returns
-# (or resolves to) a truthy value to run the branch.
-BranchCondition = Callable[[dict[str, Any], dict[str, Any]], "bool | Awaitable[bool]"]
-
-
-class Edge:
-    def __init__(self, source: Any, destination: Any) -> None:
-        self.source = source
-        self.destination = destination
-
-
-class JoinEdge:
-    def __init__(self, sources: list[Any], destination: Any) -> None:
-        self.sources = sources
-        self.destination = destination
-
-
-class BranchEdge:
-    """Side edge from ``source`` to the first node of an isolated pipeline
-    (see :meth:`Graph.add_branch`)."""
-
-    def __init__(
-        self,
-        source: Any,
-        destination: Any,
-        *,
-        condition: BranchCondition | None = None,
-        wait: bool = True,
-    ) -> None:
-        self.source = source
-        self.destination = destination
-        self.condition = condition
-        self.wait = wait
-
-
-def _is_node(obj: Any) -> bool:
-    return (
-        not isinstance(obj, str)
-        and isinstance(getattr(obj, "name", None), str)
-        and callable(getattr(obj, "invoke", None))
-    )
-
-
-def _outcome(exc: BaseException) -> str:
-    if isinstance(exc, (asyncio.CancelledError, GeneratorExit, ConsumerGoneError)):
-        return _hooks.CANCELLED
-    return _hooks.ERROR
-
-
-class _PathEnd:
-    """Where a parallel path ended: its last node observer and the time it finished."""
-
-    __slots__ = ("obs", "t")
-
-    def __init__(self) -> None:
-        self.obs: _hooks.NodeObserver | None = None
-        self.t = 0.0
-
-
-# callback classes whose node markers the engine may emit itself (per-node views)
-_NATIVE_METHODS = ("start_node", "end_node", "acall", "__call__", "close", "aiter")
-_native_cache: dict[type, bool] = {}
-
-
-def _is_native(cb: Any) -> bool:
-    cls = type(cb)
-    ok = _native_cache.get(cls)
-    if ok is None:
-        ok = False
-        for base in (Callback, EventCallback):
-            if issubclass(cls, base):
-                ok = all(getattr(cls, m) is getattr(base, m) for m in _NATIVE_METHODS)
-        _native_cache[cls] = ok
-    return ok
-
-
-class _Run:
-    """Per-execute() state."""
-
-    __slots__ = ("branch_errors", "callback", "detached", "fatal", "native", "obs", "steps")
-
-    def __init__(self, callback: Any, obs: _hooks.RunObserver) -> None:
-        self.callback = callback
-        self.native = _is_native(callback)
-        self.obs = obs
-        self.detached: set[asyncio.Task[Any]] = set()
-        self.steps = 0
-        # this run's branch failures; ``Graph.branch_errors`` shows the list of the run that
-        # the reading task awaited (concurrent runs of one Graph never mix their errors)
-        self.branch_errors: list[BranchError] = []
-        # the first BaseException (not an Exception, not a cancellation) a detached branch
-        # ended with: execute() re-raises it once the other branches are done
-        self.fatal: BaseException | None = None
-
-    def detached_done(self, task: asyncio.Task[Any]) -> None:
-        self.detached.discard(task)
-        if not task.cancelled():
-            exc = task.exception()  # retrieved: no "exception was never retrieved" log
-            if exc is not None and not isinstance(exc, Exception) and self.fatal is None:
-                self.fatal = exc
-
-
 # The branch-error list of each Graph's run, per task context: ``await graph.execute()`` runs
 # in the caller's context, so a caller that reads ``graph.branch_errors`` after its own run
 # sees that run's errors even while other tasks run the same Graph.
 _RUN_ERRORS: contextvars.ContextVar[dict[Graph, list[BranchError]] | None] = (
     contextvars.ContextVar("graphai_run_branch_errors", default=None)
 )
-
-# Waited branch pipelines nested deeper than this run in a task of their own (a fresh stack):
-# a cycle through waited branches ends at ``max_steps``, never with a RecursionError.
-_INLINE_PIPELINE_DEPTH = 16
-
-
-async def _gather_all(tasks: set[asyncio.Task[Any]]) -> None:
-    """Wait until ``tasks`` (a live set: tasks may add more) is empty; then re-raise the first
-    ``BaseException`` that is neither an ``Exception`` nor a cancellation (pipelines record
-    their ``Exception`` s as branch errors), so it is never swallowed."""
-    fatal: BaseException | None = None
-    while tasks:
-        for res in await asyncio.gather(*list(tasks), return_exceptions=True):
-            if (
-                fatal is None
-                and isinstance(res, BaseException)
-                and not isinstance(res, (Exception, asyncio.CancelledError))
-            ):
-                fatal = res
-    if fatal is not None:
-        raise fatal
 
 
 class Graph:
@@ -316,19 +174,6 @@ class Graph:
             raise NodeNotFoundError(f"Node with name '{shown}' not found.")
         return found
 
-    def _known_choice(self, choice: Any) -> Any:
-        """A router's choice for its span, or ``None`` unless every name is a node of this
-        graph (unknown choice text is the router's raw output: content, never telemetry)."""
-        names = choice if isinstance(choice, (list, tuple)) else [choice]
-        nodes = self.nodes
-        return choice if all(isinstance(n, str) and n in nodes for n in names) else None
-
-    def _node_by_name(self, name: Any) -> Any:
-        found = self.nodes.get(name) if isinstance(name, str) else None
-        if found is None:
-            raise NodeNotFoundError(f"Node with name {name} not found.")
-        return found
-
     def add_edge(self, source: Any, destination: Any) -> Graph:
         """Add an edge between two nodes already in the graph (objects or names)."""
         src = self._get_node(source, "add_edge(): source")
@@ -422,9 +267,6 @@ class Graph:
         self.end_node = node
         self._end_names.add(node.name)
         return self
-
-    def _is_end(self, node: Any) -> bool:
-        return bool(node.is_end) or node.name in self._end_names
 
     def compile(self, *, strict: bool = False) -> Graph:
         """
@@ -523,39 +365,30 @@ class Graph:
             ):
                 callback._chan.buf = deque(maxlen=0)  # nobody can read it: keep nothing
         if not isinstance(input, dict):
-            await self._close(callback)
+            await close_callback(callback)
             raise TypeError(f"execute(): input must be a dict, got {type(input).__name__}")
         if self.start_node is None:
-            await self._close(callback)
+            await close_callback(callback)
             raise AssertionError("Graph must be compiled before execution")
         instr = _hooks.get_instrumentation()
         obs = instr.run(self.name, uuid.uuid4().hex, input) if instr.enabled else _hooks.NOOP_RUN
-        run = _Run(callback, obs)
+        run = Run(self, self._plan(), callback, obs, self._detached_tasks)
         self._branch_errors = run.branch_errors
         mine = _RUN_ERRORS.get()
         _RUN_ERRORS.set({**(mine or {}), self: run.branch_errors})
-        if run.native:
-            obs.channel(callback._chan)
-        try:
-            result = await self._run_path(self.start_node, dict(input), run, 0, False, False, None)
-            await self._wait_detached(run)
-            if run.native and callback._chan.maxsize is not None:
-                await callback._chan.wait_space()  # END respects the bound too
-        except BaseException as exc:
-            try:
-                await self._cancel_detached(run)
-            finally:  # also when cancelled again while cancelling the detached branches
-                obs.end(_outcome(exc), exc, run.steps)
-                await self._close(callback)
-            raise
-        try:
-            await self._close(callback)
-        except BaseException as exc:  # close() cancelled (or raising a BaseException)
-            obs.end(_outcome(exc), exc, run.steps)
-            raise
-        result.pop("upstream", None)
-        obs.end(_hooks.OK, None, run.steps, result)
-        return result
+        return await run.execute(input)
+
+    def _plan(self) -> Plan:
+        return Plan(
+            self.name,
+            self.nodes,
+            self.start_node,
+            self._succ,
+            self._branches,
+            self._join_of,
+            self._end_names,
+            self.max_steps,
+        )
 
     async def execute_many(
         self, inputs: Iterable[dict[str, Any]], *, concurrency: int = 5
@@ -594,340 +427,10 @@ class Graph:
         """Wait for every detached branch pipeline started by this graph. A pipeline that
         ended with a ``BaseException`` other than cancellation (``Exception`` s are recorded
         in ``branch_errors``) is re-raised here once all of them are done."""
-        await _gather_all(self._detached_tasks)
-
-    async def _wait_detached(self, run: _Run) -> None:
-        await _gather_all(run.detached)
-        if run.fatal is not None:
-            raise run.fatal
-
-    async def _cancel_detached(self, run: _Run) -> None:
-        if run.detached:
-            tasks = list(run.detached)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _close(self, callback: Any) -> None:
-        try:
-            if isinstance(callback, _StreamBase):
-                await callback.close()
-            else:
-                close = getattr(callback, "close", None)
-                if close is not None:
-                    res = close()
-                    if inspect.isawaitable(res):
-                        await res
-        except Exception as exc:  # a user callback's close() failing must not mask the result
-            log_event("warning", "callback.close_failed", error_type=type(exc).__name__)
-
-    async def _invoke_node(
-        self,
-        node: Any,
-        payload: dict[str, Any],
-        run: _Run,
-        step: int,
-        join: _hooks.JoinInfo | None,
-    ) -> tuple[dict[str, Any], _hooks.NodeObserver]:
-        """Run one node: open its span and markers, call it, validate, close both."""
-        name = node.name
-        stream = node.stream
-        obs = run.obs.node(
-            name,
-            getattr(node, "kind", "router" if node.is_router else "node"),
-            stream,
-            step,
-            join,
-            payload,
-            getattr(node, "model", None),
-        )
-        cb = run.callback
-        native = run.native
-        view: Any = None
-        ctx_token = None
-        view_token: contextvars.Token[Any] | None = None
-        try:
-            if stream:
-                # the start markers; a native callback hands out a per-node view, a foreign
-                # one is driven through its own methods (tokens reach `obs` via _ENGINE_NODE)
-                if native:
-                    if cb._chan.maxsize is not None:  # markers respect the bound too
-                        await cb._chan.wait_space(2 if cb._id_marker else 1)
-                    view = cb._open_node(name, obs)
-                    view_token = _CURRENT_VIEW.set(view)
-                else:
-                    view_token = _ENGINE_NODE.set(obs)
-                    await cb.start_node(node_name=name)
-                    view = cb
-            ctx_token = obs.attach()
-            bind = getattr(node, "_graphai_bind", None)
-            if bind is not None:
-                output = await node._graphai_call(bind(payload, view, self.state))
-            else:
-                output = await node.invoke(input=dict(payload), callback=view, state=self.state)
-            if not isinstance(output, dict):
-                raise ValueError(
-                    f"Expected dictionary output from node {name}. "
-                    f"Instead, got {type(output)} from '{output}'."
-                )
-        except BaseException as exc:
-            try:
-                if ctx_token is not None:
-                    obs.detach(ctx_token)
-                if view is not None:
-                    if native:
-                        view._close_node(_outcome(exc))
-                    else:  # a user end_node(): an await that may fail or be cancelled itself
-                        with contextlib.suppress(Exception):
-                            await cb.end_node(node_name=name)
-            finally:
-                if view_token is not None:
-                    (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
-                obs.end(_outcome(exc), exc)
-            raise
-        obs.detach(ctx_token)
-        try:
-            if stream:
-                if native:
-                    try:
-                        if cb._chan.maxsize is not None:
-                            await cb._chan.wait_space()
-                    finally:  # cancelled while waiting for space: the end marker still goes
-                        view._close_node()
-                else:
-                    await cb.end_node(node_name=name)
-        except BaseException as exc:
-            obs.end(_outcome(exc), exc)
-            raise
-        finally:
-            if view_token is not None:
-                (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
-        if node.is_router:
-            obs.router_choice(self._known_choice(output.get("choices", output.get("choice"))))
-        obs.end(_hooks.OK, None, output)
-        return output, obs
-
-    async def _run_path(
-        self,
-        node: Any,
-        payload: dict[str, Any],
-        run: _Run,
-        steps: int,
-        stop_at_join: bool,
-        pipeline: bool,
-        end: _PathEnd | None,
-        depth: int = 0,
-    ) -> dict[str, Any]:
-        """
-        Run from ``node`` until an end node (or, in a parallel path, a join source; in a
-        branch pipeline, a node without successors or with ``success: False``).
-
-        A pipeline started from the main path counts its steps from 0 (upstream); one started
-        from inside a pipeline goes on from its parent's count, so ``max_steps`` bounds a cycle
-        through branches. ``depth`` is the pipeline nesting depth.
-        """
-        join: _hooks.JoinInfo | None = None
-        max_steps = self.max_steps
-        while True:
-            output, obs = await self._invoke_node(node, payload, run, steps, join)
-            join = None
-            if end is not None:
-                end.obs = obs
-            name = node.name
-            payload = {**payload, **output, "upstream": {"node": name, "output": output}}
-            branches = self._branches.get(name)
-            if branches:
-                # a branch hop inside a pipeline counts as a step: a cycle made only of
-                # branch edges still reaches max_steps
-                await self._run_branches(
-                    node, branches, output, payload, run, steps + 1 if pipeline else 0, depth
-                )
-            if (pipeline and output.get("success") is False) or self._is_end(node):
-                break
-            next_nodes: list[Any]
-            if node.is_router and "choices" in output:
-                names = output["choices"]
-                del output["choices"]
-                if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
-                    raise GraphError(
-                        f"Router {name} returned `choices` of type {type(names).__name__}; "
-                        "expected a list of node names"
-                    )
-                next_nodes = [self._node_by_name(n) for n in names]
-            elif node.is_router and (not pipeline or "choice" in output):
-                choice = str(output["choice"])
-                del output["choice"]
-                next_nodes = [self._node_by_name(choice)]
-            else:
-                next_nodes = self._succ.get(name, [])
-            if stop_at_join and name in self._join_of:
-                break
-            if not next_nodes:
-                if pipeline:
-                    break
-                raise NoOutgoingEdgeError(f"No outgoing edge found for current node '{name}'.")
-            if pipeline:
-                steps += 1
-                if steps >= max_steps:
-                    raise MaxStepsError(max_steps, where="branch pipeline")
-            if len(next_nodes) == 1:
-                node = next_nodes[0]
-            else:
-                ends = [_PathEnd() for _ in next_nodes]
-                sub_steps = steps if pipeline else steps + 1
-                tasks = [
-                    asyncio.ensure_future(
-                        self._run_path(
-                            n, payload.copy(), run, sub_steps, True, pipeline, pe, depth
-                        )
-                    )
-                    for n, pe in zip(next_nodes, ends, strict=True)
-                ]
-                try:
-                    results = await asyncio.gather(*tasks)
-                except BaseException:
-                    for t in tasks:
-                        t.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-                    raise
-                merged = payload.copy()
-                for res in results:
-                    merged.update(res)
-                join_edge = next(
-                    (self._join_of[n.name] for n in next_nodes if n.name in self._join_of), None
-                )
-                if join_edge is None:
-                    payload = merged
-                    break
-                times = [pe.t for pe in ends]
-                join = _hooks.JoinInfo(
-                    [pe.obs for pe in ends if pe.obs is not None], max(times) - min(times)
-                )
-                if not pipeline:
-                    steps += 1
-                node = join_edge.destination
-                payload = merged
-            if not pipeline:
-                steps += 1
-                if steps >= max_steps:
-                    raise MaxStepsError(max_steps)
-            if steps > run.steps:
-                run.steps = steps
-        if end is not None:
-            end.t = perf_counter()
-        if steps > run.steps:
-            run.steps = steps
-        return payload
-
-    async def _run_branches(
-        self,
-        node: Any,
-        branches: list[BranchEdge],
-        output: dict[str, Any],
-        payload: dict[str, Any],
-        run: _Run,
-        steps: int,
-        depth: int,
-    ) -> None:
-        for edge in branches:
-            if edge.condition is not None:
-                try:
-                    verdict = edge.condition(output, self.state)
-                    if inspect.isawaitable(verdict):
-                        verdict = await verdict
-                except Exception as exc:
-                    log_event(
-                        "error",
-                        "branch.condition_failed",
-                        source=edge.source.name,
-                        destination=edge.destination.name,
-                        error_type=type(exc).__name__,
-                    )
-                    run.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
-                    continue
-                if not verdict:
-                    continue
-            coro = self._guard_pipeline(edge, payload.copy(), run, steps, depth + 1)
-            if edge.wait:
-                if depth + 1 < _INLINE_PIPELINE_DEPTH:
-                    await coro
-                else:  # a fresh stack; cancelling this run cancels the task too
-                    await asyncio.ensure_future(coro)
-            else:
-                task = asyncio.ensure_future(coro)
-                run.detached.add(task)
-                task.add_done_callback(run.detached_done)
-                self._detached_tasks.add(task)
-                task.add_done_callback(self._detached_tasks.discard)
-
-    async def _guard_pipeline(
-        self, edge: BranchEdge, payload: dict[str, Any], run: _Run, steps: int, depth: int
-    ) -> None:
-        try:
-            if steps >= self.max_steps:
-                raise MaxStepsError(self.max_steps, where="branch pipeline")
-            await self._run_path(edge.destination, payload, run, steps, False, True, None, depth)
-        except Exception as exc:
-            log_event(
-                "error",
-                "branch.failed",
-                source=edge.source.name,
-                destination=edge.destination.name,
-                error_type=type(exc).__name__,
-            )
-            run.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
+        await wait_all(self._detached_tasks)
 
     def visualize(self, *, save_path: str | None = None) -> None:
         """Draw the graph with matplotlib + networkx (extra ``[viz]``)."""
-        try:
-            import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as e:
-            raise ImportError(
-                "Graph visualization requires matplotlib. Install it with: `pip install matplotlib`"
-            ) from e
-        try:
-            import networkx as nx  # type: ignore[import-untyped,import-not-found,unused-ignore]
-        except ImportError as e:
-            raise ImportError(
-                "NetworkX is required for visualization. Please install it with `pip install networkx`."
-            ) from e
-        g: Any = nx.DiGraph()
-        for n in self.nodes.values():
-            g.add_node(n.name)
-        for edge in self.edges:
-            if isinstance(edge, JoinEdge):
-                continue
-            g.add_edge(
-                edge.source.name,
-                edge.destination.name,
-                style="dashed" if isinstance(edge, BranchEdge) else "solid",
-            )
-        if nx.is_directed_acyclic_graph(g):
-            pos: dict[Any, tuple[float, float]] = {}
-            gens = list(nx.topological_generations(g))
-            for i, gen in enumerate(gens):
-                for x, n in enumerate(gen):
-                    pos[n] = (x - (len(gen) - 1) / 2, float(len(gens) - i - 1))
-        else:
-            print("Warning: The graph contains cycles. Visualization will use a spring layout.")
-            pos = nx.spring_layout(g, k=1, iterations=50)
-        plt.figure(figsize=(8, 6))
-        nx.draw(
-            g,
-            pos,
-            with_labels=True,
-            node_color="lightblue",
-            node_size=3000,
-            font_size=8,
-            font_weight="bold",
-            arrows=True,
-            edge_color="gray",
-            arrowsize=20,
-            style=[g.edges[ed].get("style", "solid") for ed in g.edges],
-        )
-        if save_path:
-            plt.savefig(save_path, bbox_inches="tight")
-        else:
-            plt.axis("off")
-            plt.show()
-        plt.close()
+        from graphai._viz import visualize
+
+        visualize(self, save_path=save_path)

@@ -1,0 +1,501 @@
+"""
+The run loop: one :class:`Run` per ``execute()`` holds every piece of per-run state (steps,
+branch errors, detached tasks, the run's observer) and walks the graph's :class:`Plan`: the
+step loop, fan-out to parallel paths and their join, branch pipelines.
+
+The runner knows the graph only through its plan (adjacency built by the builder) and the
+callback only through the marker protocol; telemetry only through ``graphai._hooks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+from collections.abc import Iterable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from graphai import _hooks
+from graphai._log import log_event
+from graphai._types import BranchEdge, JoinEdge
+from graphai.callback import _CURRENT_VIEW, _ENGINE_NODE, Callback, EventCallback, _StreamBase
+from graphai.errors import (
+    BranchError,
+    ConsumerGoneError,
+    GraphError,
+    MaxStepsError,
+    NodeNotFoundError,
+    NoOutgoingEdgeError,
+)
+
+if TYPE_CHECKING:
+    from graphai.graph import Graph
+
+__all__ = ["Plan", "Run", "close_callback", "outcome_of"]
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The telemetry outcome of a run or node that ended with ``exc``."""
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit, ConsumerGoneError)):
+        return _hooks.CANCELLED
+    return _hooks.ERROR
+
+
+_outcome = outcome_of
+
+
+class Plan:
+    """What a run needs of its graph: the nodes and the adjacency the builder maintains
+    (shared, not copied: building a plan costs a few references)."""
+
+    __slots__ = ("branches", "end_names", "join_of", "max_steps", "name", "nodes", "start", "succ")
+
+    def __init__(
+        self,
+        name: str,
+        nodes: dict[str, Any],
+        start: Any,
+        succ: dict[str, list[Any]],
+        branches: dict[str, list[BranchEdge]],
+        join_of: dict[str, JoinEdge],
+        end_names: set[str],
+        max_steps: int,
+    ) -> None:
+        self.name = name
+        self.nodes = nodes
+        self.start = start
+        self.succ = succ
+        self.branches = branches
+        self.join_of = join_of
+        self.end_names = end_names
+        self.max_steps = max_steps
+
+    def is_end(self, node: Any) -> bool:
+        return bool(node.is_end) or node.name in self.end_names
+
+    def node_by_name(self, name: Any) -> Any:
+        found = self.nodes.get(name) if isinstance(name, str) else None
+        if found is None:
+            raise NodeNotFoundError(f"Node with name {name} not found.")
+        return found
+
+    def known_choice(self, choice: Any) -> Any:
+        """A router's choice for its span, or ``None`` unless every name is a node of this
+        graph (unknown choice text is the router's raw output: content, never telemetry)."""
+        names = choice if isinstance(choice, (list, tuple)) else [choice]
+        nodes = self.nodes
+        return choice if all(isinstance(n, str) and n in nodes for n in names) else None
+
+
+class _PathEnd:
+    """Where a parallel path ended: its last node observer and the time it finished."""
+
+    __slots__ = ("obs", "t")
+
+    def __init__(self) -> None:
+        self.obs: _hooks.NodeObserver | None = None
+        self.t = 0.0
+
+
+# callback classes whose node markers the engine may emit itself (per-node views)
+_NATIVE_METHODS = ("start_node", "end_node", "acall", "__call__", "close", "aiter")
+_native_cache: dict[type, bool] = {}
+
+
+def _is_native(cb: Any) -> bool:
+    cls = type(cb)
+    ok = _native_cache.get(cls)
+    if ok is None:
+        ok = False
+        for base in (Callback, EventCallback):
+            if issubclass(cls, base):
+                ok = all(getattr(cls, m) is getattr(base, m) for m in _NATIVE_METHODS)
+        _native_cache[cls] = ok
+    return ok
+
+
+# Waited branch pipelines nested deeper than this run in a task of their own (a fresh stack):
+# a cycle through waited branches ends at ``max_steps``, never with a RecursionError.
+_INLINE_PIPELINE_DEPTH = 16
+
+
+async def _gather_all(tasks: set[asyncio.Task[Any]]) -> None:
+    """Wait until ``tasks`` (a live set: tasks may add more) is empty; then re-raise the first
+    ``BaseException`` that is neither an ``Exception`` nor a cancellation (pipelines record
+    their ``Exception`` s as branch errors), so it is never swallowed."""
+    fatal: BaseException | None = None
+    while tasks:
+        for res in await asyncio.gather(*list(tasks), return_exceptions=True):
+            if (
+                fatal is None
+                and isinstance(res, BaseException)
+                and not isinstance(res, (Exception, asyncio.CancelledError))
+            ):
+                fatal = res
+    if fatal is not None:
+        raise fatal
+
+
+wait_all = _gather_all
+
+
+class Run:
+    """One ``execute()``: all of its state, and the walk over the plan."""
+
+    __slots__ = (
+        "all_detached",
+        "branch_errors",
+        "callback",
+        "detached",
+        "fatal",
+        "graph",
+        "native",
+        "obs",
+        "plan",
+        "steps",
+    )
+
+    def __init__(
+        self,
+        graph: Graph,
+        plan: Plan,
+        callback: Any,
+        obs: _hooks.RunObserver,
+        all_detached: set[asyncio.Task[Any]],
+    ) -> None:
+        self.graph = graph  # for its live ``state`` (nodes may replace it mid-run)
+        self.plan = plan
+        self.callback = callback
+        self.native = _is_native(callback)
+        self.obs = obs
+        self.all_detached = all_detached  # the graph's, for wait_for_branches()
+        self.detached: set[asyncio.Task[Any]] = set()
+        self.steps = 0
+        # this run's branch failures; ``Graph.branch_errors`` shows the list of the run that
+        # the reading task awaited (concurrent runs of one Graph never mix their errors)
+        self.branch_errors: list[BranchError] = []
+        # the first BaseException (not an Exception, not a cancellation) a detached branch
+        # ended with: execute() re-raises it once the other branches are done
+        self.fatal: BaseException | None = None
+
+    def detached_done(self, task: asyncio.Task[Any]) -> None:
+        self.detached.discard(task)
+        if not task.cancelled():
+            exc = task.exception()  # retrieved: no "exception was never retrieved" log
+            if exc is not None and not isinstance(exc, Exception) and self.fatal is None:
+                self.fatal = exc
+
+    async def execute(self, input: dict[str, Any]) -> dict[str, Any]:
+        """The whole run: the main path, detached branches, END; the run observer ends
+        exactly once on every exit path."""
+        obs = self.obs
+        callback = self.callback
+        if self.native:
+            obs.channel(callback._chan)
+        try:
+            result = await self.run_path(self.plan.start, dict(input), 0, False, False, None)
+            await self.wait_detached()
+            if self.native and callback._chan.maxsize is not None:
+                await callback._chan.wait_space()  # END respects the bound too
+        except BaseException as exc:
+            try:
+                await self.cancel_detached()
+            finally:  # also when cancelled again while cancelling the detached branches
+                obs.end(_outcome(exc), exc, self.steps)
+                await self.close()
+            raise
+        try:
+            await self.close()
+        except BaseException as exc:  # close() cancelled (or raising a BaseException)
+            obs.end(_outcome(exc), exc, self.steps)
+            raise
+        result.pop("upstream", None)
+        obs.end(_hooks.OK, None, self.steps, result)
+        return result
+
+    async def invoke_node(
+        self,
+        node: Any,
+        payload: dict[str, Any],
+        step: int,
+        join: _hooks.JoinInfo | None,
+    ) -> tuple[dict[str, Any], _hooks.NodeObserver]:
+        """Run one node: open its span and markers, call it, validate, close both."""
+        name = node.name
+        stream = node.stream
+        obs = self.obs.node(
+            name,
+            getattr(node, "kind", "router" if node.is_router else "node"),
+            stream,
+            step,
+            join,
+            payload,
+            getattr(node, "model", None),
+        )
+        cb = self.callback
+        native = self.native
+        view: Any = None
+        ctx_token = None
+        view_token: contextvars.Token[Any] | None = None
+        try:
+            if stream:
+                # the start markers; a native callback hands out a per-node view, a foreign
+                # one is driven through its own methods (tokens reach `obs` via _ENGINE_NODE)
+                if native:
+                    if cb._chan.maxsize is not None:  # markers respect the bound too
+                        await cb._chan.wait_space(2 if cb._id_marker else 1)
+                    view = cb._open_node(name, obs)
+                    view_token = _CURRENT_VIEW.set(view)
+                else:
+                    view_token = _ENGINE_NODE.set(obs)
+                    await cb.start_node(node_name=name)
+                    view = cb
+            ctx_token = obs.attach()
+            bind = getattr(node, "_graphai_bind", None)
+            if bind is not None:
+                output = await node._graphai_call(bind(payload, view, self.graph.state))
+            else:
+                output = await node.invoke(input=dict(payload), callback=view, state=self.graph.state)
+            if not isinstance(output, dict):
+                raise ValueError(
+                    f"Expected dictionary output from node {name}. "
+                    f"Instead, got {type(output)} from '{output}'."
+                )
+        except BaseException as exc:
+            try:
+                if ctx_token is not None:
+                    obs.detach(ctx_token)
+                if view is not None:
+                    if native:
+                        view._close_node(_outcome(exc))
+                    else:  # a user end_node(): an await that may fail or be cancelled itself
+                        with contextlib.suppress(Exception):
+                            await cb.end_node(node_name=name)
+            finally:
+                if view_token is not None:
+                    (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
+                obs.end(_outcome(exc), exc)
+            raise
+        obs.detach(ctx_token)
+        try:
+            if stream:
+                if native:
+                    try:
+                        if cb._chan.maxsize is not None:
+                            await cb._chan.wait_space()
+                    finally:  # cancelled while waiting for space: the end marker still goes
+                        view._close_node()
+                else:
+                    await cb.end_node(node_name=name)
+        except BaseException as exc:
+            obs.end(_outcome(exc), exc)
+            raise
+        finally:
+            if view_token is not None:
+                (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
+        if node.is_router:
+            obs.router_choice(self.plan.known_choice(output.get("choices", output.get("choice"))))
+        obs.end(_hooks.OK, None, output)
+        return output, obs
+
+    async def run_path(
+        self,
+        node: Any,
+        payload: dict[str, Any],
+        steps: int,
+        stop_at_join: bool,
+        pipeline: bool,
+        end: _PathEnd | None,
+        depth: int = 0,
+    ) -> dict[str, Any]:
+        """
+        Run from ``node`` until an end node (or, in a parallel path, a join source; in a
+        branch pipeline, a node without successors or with ``success: False``).
+
+        A pipeline started from the main path counts its steps from 0 (upstream); one started
+        from inside a pipeline goes on from its parent's count, so ``max_steps`` bounds a cycle
+        through branches. ``depth`` is the pipeline nesting depth.
+        """
+        join: _hooks.JoinInfo | None = None
+        max_steps = self.plan.max_steps
+        while True:
+            output, obs = await self.invoke_node(node, payload, steps, join)
+            join = None
+            if end is not None:
+                end.obs = obs
+            name = node.name
+            payload = {**payload, **output, "upstream": {"node": name, "output": output}}
+            branches = self.plan.branches.get(name)
+            if branches:
+                # a branch hop inside a pipeline counts as a step: a cycle made only of
+                # branch edges still reaches max_steps
+                await self.run_branches(
+                    node, branches, output, payload, steps + 1 if pipeline else 0, depth
+                )
+            if (pipeline and output.get("success") is False) or self.plan.is_end(node):
+                break
+            next_nodes: list[Any]
+            if node.is_router and "choices" in output:
+                names = output["choices"]
+                del output["choices"]
+                if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+                    raise GraphError(
+                        f"Router {name} returned `choices` of type {type(names).__name__}; "
+                        "expected a list of node names"
+                    )
+                next_nodes = [self.plan.node_by_name(n) for n in names]
+            elif node.is_router and (not pipeline or "choice" in output):
+                choice = str(output["choice"])
+                del output["choice"]
+                next_nodes = [self.plan.node_by_name(choice)]
+            else:
+                next_nodes = self.plan.succ.get(name, [])
+            if stop_at_join and name in self.plan.join_of:
+                break
+            if not next_nodes:
+                if pipeline:
+                    break
+                raise NoOutgoingEdgeError(f"No outgoing edge found for current node '{name}'.")
+            if pipeline:
+                steps += 1
+                if steps >= max_steps:
+                    raise MaxStepsError(max_steps, where="branch pipeline")
+            if len(next_nodes) == 1:
+                node = next_nodes[0]
+            else:
+                ends = [_PathEnd() for _ in next_nodes]
+                sub_steps = steps if pipeline else steps + 1
+                tasks = [
+                    asyncio.ensure_future(
+                        self.run_path(
+                            n, payload.copy(), sub_steps, True, pipeline, pe, depth
+                        )
+                    )
+                    for n, pe in zip(next_nodes, ends, strict=True)
+                ]
+                try:
+                    results = await asyncio.gather(*tasks)
+                except BaseException:
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
+                merged = payload.copy()
+                for res in results:
+                    merged.update(res)
+                join_edge = next(
+                    (self.plan.join_of[n.name] for n in next_nodes if n.name in self.plan.join_of), None
+                )
+                if join_edge is None:
+                    payload = merged
+                    break
+                times = [pe.t for pe in ends]
+                join = _hooks.JoinInfo(
+                    [pe.obs for pe in ends if pe.obs is not None], max(times) - min(times)
+                )
+                if not pipeline:
+                    steps += 1
+                node = join_edge.destination
+                payload = merged
+            if not pipeline:
+                steps += 1
+                if steps >= max_steps:
+                    raise MaxStepsError(max_steps)
+            if steps > self.steps:
+                self.steps = steps
+        if end is not None:
+            end.t = perf_counter()
+        if steps > self.steps:
+            self.steps = steps
+        return payload
+
+    async def run_branches(
+        self,
+        node: Any,
+        branches: list[BranchEdge],
+        output: dict[str, Any],
+        payload: dict[str, Any],
+        steps: int,
+        depth: int,
+    ) -> None:
+        for edge in branches:
+            if edge.condition is not None:
+                try:
+                    verdict = edge.condition(output, self.graph.state)
+                    if inspect.isawaitable(verdict):
+                        verdict = await verdict
+                except Exception as exc:
+                    log_event(
+                        "error",
+                        "branch.condition_failed",
+                        source=edge.source.name,
+                        destination=edge.destination.name,
+                        error_type=type(exc).__name__,
+                    )
+                    self.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
+                    continue
+                if not verdict:
+                    continue
+            coro = self.guard_pipeline(edge, payload.copy(), steps, depth + 1)
+            if edge.wait:
+                if depth + 1 < _INLINE_PIPELINE_DEPTH:
+                    await coro
+                else:  # a fresh stack; cancelling this run cancels the task too
+                    await asyncio.ensure_future(coro)
+            else:
+                task = asyncio.ensure_future(coro)
+                self.detached.add(task)
+                task.add_done_callback(self.detached_done)
+                self.all_detached.add(task)
+                task.add_done_callback(self.all_detached.discard)
+
+    async def guard_pipeline(
+        self, edge: BranchEdge, payload: dict[str, Any], steps: int, depth: int
+    ) -> None:
+        try:
+            if steps >= self.plan.max_steps:
+                raise MaxStepsError(self.plan.max_steps, where="branch pipeline")
+            await self.run_path(edge.destination, payload, steps, False, True, None, depth)
+        except Exception as exc:
+            log_event(
+                "error",
+                "branch.failed",
+                source=edge.source.name,
+                destination=edge.destination.name,
+                error_type=type(exc).__name__,
+            )
+            self.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
+
+    async def wait_detached(self) -> None:
+        await _gather_all(self.detached)
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def cancel_detached(self) -> None:
+        if self.detached:
+            tasks = list(self.detached)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        await close_callback(self.callback)
+
+
+async def close_callback(callback: Any) -> None:
+    """Close ``callback`` (END); a user callback's failing ``close()`` is logged, never
+    raised over the run's result or error."""
+    try:
+        if isinstance(callback, _StreamBase):
+            await callback.close()
+        else:
+            close = getattr(callback, "close", None)
+            if close is not None:
+                res = close()
+                if inspect.isawaitable(res):
+                    await res
+    except Exception as exc:  # a user callback's close() failing must not mask the result
+        log_event("warning", "callback.close_failed", error_type=type(exc).__name__)
+
