@@ -29,11 +29,10 @@ from graphai.errors import (
 from graphai.graph import Graph
 from graphai.nodes import node, router
 from graphai.schema import FunctionSchema, get_schemas
-from graphai.telemetry.runtime import instrument as _instrument
 
-# Report to the OpenTelemetry API (global providers, resolved per run) unless
-# GRAPHAI_TELEMETRY=off. Without an SDK this is a no-op.
-_instrument()
+# No telemetry work here: the engine's first run installs the default instrumentation (the
+# OpenTelemetry API's global providers, resolved per run) unless GRAPHAI_TELEMETRY=off or the
+# application installed or removed one. Without an SDK every call is a no-op.
 
 __version__ = "0.1.0"
 

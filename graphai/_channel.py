@@ -6,6 +6,11 @@ no allocation beyond the deque slot) and wakes the consumer only when it is actu
 Cancellation-safe: a waiter removes itself in ``finally`` and items live in the deque, so a
 cancelled ``get`` loses nothing.
 
+:class:`ChannelQueue` is the ``asyncio.Queue`` face of a channel (``callback.queue``): its storage
+is the channel's deque, so reading through it consumes items (``aiter()`` does not see them
+again) and what it puts reaches ``aiter()``. The queue adds nothing to ``put`` or to
+``aiter()``'s loop: it only costs its own callers.
+
 An optional bound (``maxsize``) gives backpressure: ``wait_space()`` suspends an async producer
 until the consumer has taken enough items. Sync producers (``callback(token)``) cannot wait and
 may exceed the bound. Each waiting producer owns its own future (as anyio's memory streams do):
@@ -15,11 +20,13 @@ cancelling one producer cancels only that producer's future, never the others' w
 from __future__ import annotations
 
 import asyncio
+import functools
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["Channel", "ChannelStatistics", "Timed"]
+__all__ = ["Channel", "ChannelQueue", "ChannelStatistics", "Timed"]
 
 
 class ChannelStatistics(NamedTuple):
@@ -53,6 +60,8 @@ class Channel:
         "gone",
         "maxsize",
         "on_delay",
+        "q",
+        "q_tasks",
     )
 
     def __init__(self, maxsize: int | None = None) -> None:
@@ -67,6 +76,9 @@ class Channel:
         self.consumed = False  # a consumer has finished (a second aiter() yields nothing)
         # delivery-delay telemetry: the consumer calls on_delay(seconds) for each Timed item
         self.on_delay: Callable[[float], None] | None = None
+        # the asyncio.Queue face (``callback.queue``), held weakly: it holds the callback
+        self.q: weakref.ReferenceType[ChannelQueue] | None = None
+        self.q_tasks = 0  # items got through the queue minus task_done() calls
 
     # -- producer side -------------------------------------------------------------------
     def put(self, item: Any) -> None:
@@ -107,9 +119,18 @@ class Channel:
 
     # -- consumer side -------------------------------------------------------------------
     async def wait_item(self) -> None:
-        """Suspend until the buffer holds an item."""
+        """Suspend until the buffer holds an item (or a spurious wake-up: callers re-check).
+
+        Normally one consumer waits. When another one already waits (``aiter()`` and a
+        ``queue.get()``, or two ``queue.get()``), the new waiter relays its wake-up to the
+        previous one, so every waiter wakes and re-checks the buffer."""
         fut = asyncio.get_running_loop().create_future()
+        prev = self._waiter
+        if prev is not None and not prev.done():
+            fut.add_done_callback(functools.partial(_relay, prev))
         self._waiter = fut
+        if self.q is not None and not self.buf:
+            self.drained()  # the consumer parks on an empty buffer: a join() may be done
         try:
             await fut
         finally:
@@ -137,6 +158,19 @@ class Channel:
         self.closed = True
         self.consumed = True
         self._release()
+        self.drained()
+
+    def finish(self) -> None:
+        """A consumer has taken END: a later ``aiter()`` yields nothing."""
+        self.consumed = True
+        self.drained()
+
+    def drained(self) -> None:
+        """Tell a waiting ``queue.join()`` that the buffer may have run empty."""
+        ref = self.q
+        q = ref() if ref is not None else None
+        if q is not None:
+            q._drained()
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -148,9 +182,131 @@ class Channel:
             producer_waiting=bool(self._spaces),
         )
 
-    # asyncio.Queue-like introspection (``callback.queue`` was an asyncio.Queue upstream)
+    # queue-like introspection (``callback.queue`` is a ChannelQueue over this channel)
     def qsize(self) -> int:
         return len(self.buf)
 
     def empty(self) -> bool:
         return not self.buf
+
+
+def _relay(prev: asyncio.Future[None], _fut: asyncio.Future[None]) -> None:
+    if not prev.done():
+        prev.set_result(None)
+
+
+class ChannelQueue(asyncio.Queue[Any]):
+    """
+    ``callback.queue``: an ``asyncio.Queue`` whose storage is the channel's deque.
+
+    ``get()``/``get_nowait()`` take the next item of the stream, rendered as ``aiter()`` would
+    yield it (``deliver``), and count it as a consumer's read (items taken by ``aiter()`` count
+    as done for ``join()``). ``put()``/``put_nowait()`` append a content item for the consumer;
+    with a bound (``max_buffered``) ``put_nowait`` raises ``QueueFull`` and ``put`` waits, as
+    ``asyncio.Queue`` does (the callback's own sync ``callback(token)`` still ignores it).
+    """
+
+    _finished: asyncio.Event  # asyncio.Queue's (set when no task is unfinished)
+
+    def __init__(self, chan: Channel, deliver: Callable[[Any], Any]) -> None:
+        self._chan = chan
+        self._deliver = deliver
+        super().__init__(chan.maxsize or 0)
+
+    @classmethod
+    def of(cls, chan: Channel, deliver: Callable[[Any], Any]) -> ChannelQueue:
+        """The channel's queue: the same object while anybody holds it. The channel holds it
+        weakly (the queue holds the callback, which holds the channel: no cycle); the task
+        count lives on the channel, so a new queue object continues it."""
+        ref = chan.q
+        q = ref() if ref is not None else None
+        if q is None:
+            q = cls(chan, deliver)
+            chan.q = weakref.ref(q)
+        return q
+
+    # storage: the channel's deque (read through ``_chan``: the deque may be replaced)
+    def _init(self, maxsize: int) -> None:
+        pass
+
+    @property
+    def _queue(self) -> deque[Any]:
+        return self._chan.buf
+
+    def _get(self) -> Any:
+        return self._chan.buf.popleft()
+
+    def _put(self, item: Any) -> None:
+        self._chan.put(item)
+
+    @property
+    def _unfinished_tasks(self) -> int:
+        return max(0, self._chan.q_tasks + len(self._chan.buf))
+
+    @_unfinished_tasks.setter
+    def _unfinished_tasks(self, value: int) -> None:  # asyncio.Queue.__init__ sets 0
+        pass
+
+    def _format(self) -> str:
+        result = f"maxsize={self.maxsize!r} qsize={len(self._chan.buf)}"
+        unfinished = self._unfinished_tasks
+        if unfinished:
+            result += f" tasks={unfinished}"
+        return result
+
+    def _drained(self) -> None:
+        if self._unfinished_tasks == 0:
+            self._finished.set()
+
+    # -- the asyncio.Queue API ------------------------------------------------------------
+    def qsize(self) -> int:
+        return len(self._chan.buf)
+
+    def empty(self) -> bool:
+        return not self._chan.buf
+
+    def full(self) -> bool:
+        maxsize = self._chan.maxsize
+        return maxsize is not None and len(self._chan.buf) >= maxsize
+
+    def put_nowait(self, item: Any) -> None:
+        if self.full():
+            raise asyncio.QueueFull
+        self._chan.put(item)
+        self._finished.clear()
+
+    async def put(self, item: Any) -> None:
+        chan = self._chan
+        if chan.maxsize is not None and len(chan.buf) >= chan.maxsize:
+            await chan.wait_space()  # returns at once when the consumer is gone
+        chan.put(item)
+        self._finished.clear()
+
+    def get_nowait(self) -> Any:
+        chan = self._chan
+        buf = chan.buf
+        if not buf:
+            raise asyncio.QueueEmpty
+        item = buf.popleft()
+        chan.q_tasks += 1
+        if chan.maxsize is not None:
+            chan.taken()
+        return self._deliver(item)
+
+    async def get(self) -> Any:
+        chan = self._chan
+        while not chan.buf:
+            await chan.wait_item()
+        return self.get_nowait()
+
+    def task_done(self) -> None:
+        if self._unfinished_tasks <= 0:
+            raise ValueError("task_done() called too many times")
+        self._chan.q_tasks -= 1
+        if self._unfinished_tasks == 0:
+            self._finished.set()
+
+    async def join(self) -> None:
+        if self._unfinished_tasks > 0:
+            self._finished.clear()
+            await self._finished.wait()

@@ -126,15 +126,31 @@ NOOP_NODE = NodeObserver()
 NOOP_RUN = RunObserver()
 NOOP = Instrumentation()
 
-_current: list[Instrumentation] = [NOOP]
+# ``None`` until the first use resolves the default (``graphai.telemetry``), so importing graphai
+# does no telemetry work and cannot fail because of it
+_current: list[Instrumentation | None] = [None]
 
 
 def get_instrumentation() -> Instrumentation:
-    return _current[0]
+    cur = _current[0]
+    return cur if cur is not None else _resolve_default()
 
 
-def set_instrumentation(instr: Instrumentation) -> Instrumentation:
-    """Install ``instr``; returns the previous one."""
+def _resolve_default() -> Instrumentation:
+    try:
+        from graphai.telemetry._instrumentation import install_default
+
+        instr = install_default()
+    except Exception:  # telemetry never stops the engine: run without it
+        instr = NOOP
+    cur = _current[0]
+    if cur is None:
+        _current[0] = cur = instr
+    return cur
+
+
+def set_instrumentation(instr: Instrumentation) -> Instrumentation | None:
+    """Install ``instr``; returns the previous one (``None``: the default was unresolved)."""
     prev = _current[0]
     _current[0] = instr
     return prev

@@ -25,7 +25,7 @@ from time import perf_counter
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from graphai import _hooks
-from graphai._channel import Channel, ChannelStatistics, Timed
+from graphai._channel import Channel, ChannelQueue, ChannelStatistics, Timed
 from graphai._log import log_event
 from graphai.errors import ConsumerGoneError, StreamClosedError
 
@@ -234,9 +234,34 @@ class _StreamBase:
         self._active = value
 
     @property
-    def queue(self) -> Channel:
-        """The underlying channel (upstream exposed an ``asyncio.Queue`` here)."""
-        return self._chan
+    def queue(self) -> ChannelQueue:
+        """The stream as an ``asyncio.Queue`` (as upstream's ``queue``), sharing the buffer of
+        :meth:`aiter`: ``get()`` takes the next item, rendered as ``aiter()`` would yield it
+        (special tokens as strings, or :class:`GraphEvent` objects), so ``aiter()`` does not
+        see it again; ``put_nowait(x)`` sends ``x`` as content. Reading END through the queue
+        ends the stream for a later ``aiter()``."""
+        return ChannelQueue.of(self._chan, self._root._queue_item)
+
+    def _queue_item(self, item: Any) -> Any:
+        """An item taken through ``queue``: what ``aiter()`` would have yielded for it."""
+        cls = item.__class__
+        if cls is _Marker:
+            if item.kind == _END:
+                self._chan.finish()
+            return self._render(item)
+        if cls is Timed:
+            on_delay = self._chan.on_delay
+            if on_delay is not None:
+                try:
+                    on_delay(perf_counter() - item.t)
+                except Exception:  # telemetry never breaks the stream
+                    pass
+            item = item.token
+        if isinstance(item, str):
+            content = self._content_formatter()
+            if content is not None:
+                return content(item)
+        return item
 
     @property
     def closed(self) -> bool:
@@ -525,7 +550,7 @@ class _StreamBase:
                     yield item
         finally:
             if finished:
-                chan.consumed = True
+                chan.finish()
             else:
                 chan.mark_gone()
 

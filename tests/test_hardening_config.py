@@ -114,9 +114,18 @@ class TestImportIsLenient:
     def test_import_with_bad_value_warns_once_and_succeeds(
         self, var: str, value: str, default: str
     ) -> None:
-        proc = run_py("import graphai; print('ok')", **{var: value})
+        code = (
+            "import asyncio, graphai\n"
+            "print('imported')\n"  # the import itself does no telemetry work: nothing logged
+            "@graphai.node(start=True, end=True)\n"
+            "async def f() -> dict:\n"
+            "    return {}\n"
+            "asyncio.run(graphai.Graph().add_node(f).compile().execute({}))\n"
+            "print('ok')\n"
+        )
+        proc = run_py(code, **{var: value})
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout == "ok\n"
+        assert proc.stdout == "imported\nok\n"
         output = proc.stdout + proc.stderr
         assert output.count("telemetry.config_invalid") == 1, output
         line = f"telemetry.config_invalid variable={var!r} value={value!r} default={default}"
@@ -138,6 +147,7 @@ class TestImportIsLenient:
         code = (
             "import os, graphai\n"
             "from graphai.telemetry import env\n"
+            "env.from_env()\n"
             "os.environ['GRAPHAI_TOKEN_EVENTS'] = 'other'\n"
             "env.from_env()\n"
             "print('ok')\n"

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import graphai.telemetry as telemetry
 from graphai import Callback, Graph, node, router
-from graphai.telemetry import env, runtime
+from graphai.telemetry import _guard, env
 from graphai.telemetry import names as N
 from graphai.telemetry.logging import configure_logging
 from tests._otel import Signals
@@ -60,9 +60,9 @@ def _parked_graph(release: asyncio.Event, started: asyncio.Event) -> Graph:
 
 @pytest.fixture
 def fresh_errors() -> Iterator[None]:
-    runtime._logged.clear()
+    _guard._logged.clear()
     yield
-    runtime._logged.clear()
+    _guard._logged.clear()
 
 
 # -- case 11: instrument() twice ---------------------------------------------------------------
@@ -257,9 +257,9 @@ class TestOneGuardCounted:
     ) -> None:
         with caplog.at_level(logging.WARNING, logger="graphai"):
             for _ in range(4):
-                runtime._internal_error("node.end", ValueError("x"))
-            monkeypatch.setattr(runtime, "LOG_EVERY_S", 0.0)
-            runtime._internal_error("node.end", ValueError("x"))
+                _guard.internal_error("node.end", ValueError("x"))
+            monkeypatch.setattr(_guard, "LOG_EVERY_S", 0.0)
+            _guard.internal_error("node.end", ValueError("x"))
         msgs = [r.getMessage() for r in caplog.records if r.name == "graphai"]
         assert msgs == [
             "telemetry.internal_error where='node.end' error_type='ValueError'",
@@ -273,7 +273,7 @@ class TestLabelOverflowCountsOnce:
     async def test_beyond_the_memory_bound(self, monkeypatch: pytest.MonkeyPatch) -> None:
         sig = Signals(env.Settings(label_limit=2))
         try:
-            sig.instr._instruments_now()  # type: ignore[union-attr]
+            sig.instr.instruments()  # type: ignore[union-attr]
             guard = sig.instr.guard  # type: ignore[union-attr]
             total = 10_050  # past the old 10k bound, which then counted every use
             for _ in range(2):
@@ -503,3 +503,64 @@ class TestConfigureTwice:
         assert 'graphai_node_name="f"' in lines[1] and lines[1].endswith(" 0.0']")
         assert lines[2] == "['MainThread']"
         assert "telemetry.providers_exist" in out.stderr
+
+
+LAZY_IMPORT = r"""
+import asyncio, sys
+import graphai
+print(sorted(m for m in sys.modules if m.startswith(("graphai.telemetry", "opentelemetry"))))
+
+@graphai.node(start=True, end=True)
+async def f() -> dict:
+    return {}
+
+asyncio.run(graphai.Graph().add_node(f).compile().execute({}))
+import graphai.telemetry as t
+print(t.is_instrumented(), "graphai.telemetry" in sys.modules)
+"""
+
+
+class TestLazyAndIdempotent:
+    """``import graphai`` does no telemetry work; the first run installs the default; the
+    same ``instrument()`` twice is a no-op with a warning; ``uninstrument()`` is respected."""
+
+    async def test_import_does_no_telemetry_work(self) -> None:
+        import subprocess
+        import sys
+
+        out = subprocess.run(
+            [sys.executable, "-W", "error", "-c", LAZY_IMPORT],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert out.stdout.splitlines() == ["[]", "True True"]
+        assert out.stderr == ""
+
+    async def test_same_instrument_twice_is_a_noop_with_a_warning(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        sig = Signals()
+        try:
+            with caplog.at_level(logging.WARNING, logger="graphai"):
+                again = telemetry.instrument(tracer_provider=sig.tp, meter_provider=sig.mp)
+            assert again is sig.instr
+            msgs = [r.getMessage() for r in caplog.records if r.name == "graphai"]
+            assert msgs == ["telemetry.already_instrumented action='unchanged'"]
+            other = telemetry.instrument(tracer_provider=sig.tp)  # other providers: replaced
+            assert other is not sig.instr and other is not None
+        finally:
+            telemetry.instrument()
+            sig.close()
+
+    async def test_uninstrument_is_respected_by_later_runs(self) -> None:
+        sig = Signals()
+        try:
+            telemetry.uninstrument()
+            assert telemetry.is_instrumented() is False
+            await run_with_consumer(_streaming_graph(), {"q": 1})
+            assert sig.spans() == []
+        finally:
+            telemetry.instrument()
+            sig.close()

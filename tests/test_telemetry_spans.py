@@ -417,10 +417,10 @@ class TestBrokenSdk:
             def on_end(self, span) -> None:  # type: ignore[no-untyped-def]
                 raise RuntimeError("processor on_end")
 
-        from graphai.telemetry import runtime
+        from graphai.telemetry import _guard
 
         structlog.reset_defaults()
-        runtime._logged.clear()  # logged at most once a minute per place
+        _guard._logged.clear()  # logged at most once a minute per place
         tp = TracerProvider()
         tp.add_span_processor(Exploding())
         t.instrument(tracer_provider=tp)

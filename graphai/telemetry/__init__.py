@@ -6,8 +6,9 @@ those reports into spans, span events, metrics and structlog lines (names: ``nam
 ``env.py``). It uses the OpenTelemetry *API* only: without an SDK every call is a no-op.
 
 - ``instrument(tracer_provider=None, meter_provider=None)``: (re)install the instrumentation,
-  optionally with explicit providers (tests, multi-tenant apps). graphai calls it with the
-  global providers at import unless ``GRAPHAI_TELEMETRY=off``.
+  optionally with explicit providers (tests, multi-tenant apps); idempotent. Unless the
+  application calls it (or ``uninstrument()``), the engine's first run installs it with the
+  global providers; ``import graphai`` does no telemetry work. ``GRAPHAI_TELEMETRY=off``: none.
 - ``uninstrument()``: back to no telemetry at all.
 - ``configure(...)`` (extra ``[otel]``): SDK providers, OTLP export, Prometheus ``/metrics``;
   returns a handle with ``force_flush()`` and ``shutdown()``.

@@ -43,7 +43,11 @@ class FailureReport:
             if now - self._last < self.every_s:
                 return
             count, self._unreported, self._last = self._unreported, 0, now
-        fields: dict[str, Any] = {"signal": self.signal, "exporter": type(exporter).__name__, "failures": count}
+        fields: dict[str, Any] = {
+            "signal": self.signal,
+            "exporter": type(exporter).__name__,
+            "failures": count,
+        }
         if error is not None:
             fields["error_type"] = type(error).__name__
         log_event("warning", N.LOG_EXPORT_FAILED, **fields)
@@ -73,9 +77,13 @@ class WatchedSpanExporter(SpanExporter):
 
 class WatchedMetricExporter(MetricExporter):
     def __init__(self, inner: MetricExporter, report: FailureReport | None = None) -> None:
+        # The reader asks the exporter it is given (this wrapper) for the inner exporter's
+        # preferences. The SDK takes them as constructor arguments but exposes no public getter
+        # (opentelemetry-sdk 1.45: MetricExporter.__init__ only stores them in private
+        # attributes), so they are read by name, with the base class default if absent.
         super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
         )
         self.inner = inner
         self.report = report or FailureReport("metrics")

@@ -2,10 +2,10 @@
 Every ``GRAPHAI_*`` environment variable: name, meaning, default and parser; and the checks
 ``configure()`` makes on the standard ``OTEL_*`` variables (:func:`check_otel_env`).
 
-Read when ``graphai.telemetry.instrument()`` runs (graphai does it at import) and by
+Read when ``graphai.telemetry.instrument()`` runs (the engine's first run does it) and by
 ``configure()``. Two modes:
 
-- lenient (``from_env()``, what import and ``instrument()`` use): an invalid value is replaced
+- lenient (``from_env()``, what the default instrumentation and ``instrument()`` use): an invalid value is replaced
   by its default and logged once per process per (variable, value) as the warning
   ``telemetry.config_invalid`` with ``variable``, ``value`` and ``default``; the other variables
   are still read. ``import graphai`` never fails because of the environment.

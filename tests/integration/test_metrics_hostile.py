@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
-import graphai.telemetry.setup as tsetup
+import graphai.telemetry._prometheus as tprom
 from graphai import Graph, _hooks, node
 from graphai.telemetry.setup import TelemetryHandle, configure
 from tests._tools import poll
 from tests.integration.prom_fixtures import run_prometheus
 
-POOL = 8  # graphai.telemetry.setup._METRICS_WORKERS
+POOL = 8  # graphai.telemetry._prometheus._METRICS_WORKERS
 IDLE, HALF = 100, 20  # stuck connections: send nothing / half a request line
 HALF_LINE = b"GET /metrics HT"
 SOCK_TIMEOUT_S = 5.0
@@ -133,7 +133,7 @@ class TestStuckClients:
     def test_scrape_answers_within_1s_while_120_connections_are_stuck(
         self, handle: TelemetryHandle, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(tsetup, "_METRICS_HEAD_TIMEOUT_S", 60.0)  # stay stuck throughout
+        monkeypatch.setattr(tprom, "_METRICS_HEAD_TIMEOUT_S", 60.0)  # stay stuck throughout
         with _stuck(handle):
             for _ in range(3):
                 status, text, took = _scrape(handle)
@@ -144,7 +144,7 @@ class TestStuckClients:
     def test_idle_and_half_sent_connections_are_closed_after_the_head_timeout(
         self, handle: TelemetryHandle, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(tsetup, "_METRICS_HEAD_TIMEOUT_S", 0.5)
+        monkeypatch.setattr(tprom, "_METRICS_HEAD_TIMEOUT_S", 0.5)
         with _stuck(handle, idle=5, half=5) as socks:
             t0 = time.perf_counter()
             for s in socks:
@@ -159,7 +159,7 @@ class TestStuckClients:
     def test_thread_count_stays_bounded_with_120_connections_open(
         self, handle: TelemetryHandle, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(tsetup, "_METRICS_HEAD_TIMEOUT_S", 60.0)
+        monkeypatch.setattr(tprom, "_METRICS_HEAD_TIMEOUT_S", 60.0)
         assert _scrape(handle)[0] == 200
         before = threading.active_count()
         with _stuck(handle):
@@ -172,7 +172,7 @@ class TestStuckClients:
     def test_more_than_256_pending_connections_close_the_oldest(
         self, handle: TelemetryHandle, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(tsetup, "_METRICS_HEAD_TIMEOUT_S", 60.0)
+        monkeypatch.setattr(tprom, "_METRICS_HEAD_TIMEOUT_S", 60.0)
         with _stuck(handle, idle=300, half=0) as socks:
             first = socks[0]
             first.settimeout(3.0)
@@ -270,7 +270,7 @@ class TestShutdown:
     def test_shutdown_with_120_stuck_connections_is_bounded_and_leaves_no_thread(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(tsetup, "_METRICS_HEAD_TIMEOUT_S", 60.0)
+        monkeypatch.setattr(tprom, "_METRICS_HEAD_TIMEOUT_S", 60.0)
         baseline = set(threading.enumerate())
         h = _open()
         try:
@@ -302,7 +302,7 @@ class TestShutdown:
 def test_real_prometheus_scrapes_up_while_120_connections_are_stuck(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tsetup, "_METRICS_HEAD_TIMEOUT_S", 120.0)
+    monkeypatch.setattr(tprom, "_METRICS_HEAD_TIMEOUT_S", 120.0)
     h = _open()
     try:
         _run(Graph(name="hostile").add_node(probe))
