@@ -53,7 +53,6 @@ class Timed:
 class Channel:
     __slots__ = (
         "_spaces",
-        "_waiter",
         "buf",
         "closed",
         "consumed",
@@ -62,6 +61,7 @@ class Channel:
         "on_delay",
         "q",
         "q_tasks",
+        "waiter",
     )
 
     def __init__(self, maxsize: int | None = None) -> None:
@@ -69,7 +69,7 @@ class Channel:
             raise ValueError(f"max_buffered must be a positive int or None, got {maxsize!r}")
         self.buf: deque[Any] = deque()
         self.maxsize = maxsize
-        self._waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self._spaces: deque[asyncio.Future[None]] = deque()  # one future per waiting producer
         self.closed = False  # no more items may be put (END was put, or the consumer is gone)
         self.gone = False  # the consumer stopped reading
@@ -85,13 +85,13 @@ class Channel:
         """Append an item (token or marker) and wake the consumer if it waits. Never blocks.
         ``Callback.acall`` inlines these three lines on the token hot path."""
         self.buf.append(item)
-        w = self._waiter
+        w = self.waiter
         if w is not None:
             self.wake(w)
 
     def wake(self, w: asyncio.Future[None]) -> None:
-        """Wake the waiting consumer (``w`` is ``self._waiter``)."""
-        self._waiter = None
+        """Wake the waiting consumer (``w`` is ``self.waiter``)."""
+        self.waiter = None
         if not w.done():
             w.set_result(None)
 
@@ -125,17 +125,17 @@ class Channel:
         ``queue.get()``, or two ``queue.get()``), the new waiter relays its wake-up to the
         previous one, so every waiter wakes and re-checks the buffer."""
         fut = asyncio.get_running_loop().create_future()
-        prev = self._waiter
+        prev = self.waiter
         if prev is not None and not prev.done():
             fut.add_done_callback(functools.partial(_relay, prev))
-        self._waiter = fut
+        self.waiter = fut
         if self.q is not None and not self.buf:
             self.drained()  # the consumer parks on an empty buffer: a join() may be done
         try:
             await fut
         finally:
-            if self._waiter is fut:
-                self._waiter = None
+            if self.waiter is fut:
+                self.waiter = None
 
     def taken(self) -> None:
         """Called by the consumer after taking items when a bound is set: wake the producers
@@ -170,7 +170,7 @@ class Channel:
         ref = self.q
         q = ref() if ref is not None else None
         if q is not None:
-            q._drained()
+            q.drained_hook()
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -178,7 +178,7 @@ class Channel:
             max_buffered=self.maxsize,
             closed=self.closed,
             consumer_gone=self.gone,
-            consumer_waiting=self._waiter is not None,
+            consumer_waiting=self.waiter is not None,
             producer_waiting=bool(self._spaces),
         )
 
@@ -254,7 +254,7 @@ class ChannelQueue(asyncio.Queue[Any]):
             result += f" tasks={unfinished}"
         return result
 
-    def _drained(self) -> None:
+    def drained_hook(self) -> None:
         if self._unfinished_tasks == 0:
             self._finished.set()
 

@@ -29,6 +29,7 @@ __all__ = [
     "NodeObserver",
     "RunObserver",
     "get_instrumentation",
+    "peek_instrumentation",
     "set_instrumentation",
 ]
 
@@ -149,8 +150,13 @@ def _resolve_default() -> Instrumentation:
     return cur
 
 
-def set_instrumentation(instr: Instrumentation) -> Instrumentation | None:
-    """Install ``instr``; returns the previous one (``None``: the default was unresolved)."""
+def peek_instrumentation() -> Instrumentation | None:
+    """The installed instrumentation without resolving the default (``None``: unresolved)."""
+    return _current[0]
+
+
+def set_instrumentation(instr: Instrumentation | None) -> Instrumentation | None:
+    """Install ``instr`` (``None``: back to an unresolved default); returns the previous one."""
     prev = _current[0]
     _current[0] = instr
     return prev

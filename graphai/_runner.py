@@ -10,8 +10,6 @@ callback only through the marker protocol; telemetry only through ``graphai._hoo
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import inspect
 from collections.abc import Iterable
 from time import perf_counter
@@ -19,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from graphai import _hooks
 from graphai._log import log_event
+from graphai._stream import close_callback as close_callback
+from graphai._stream import node_stream
 from graphai._types import BranchEdge, JoinEdge
-from graphai.callback import _CURRENT_VIEW, _ENGINE_NODE, Callback, EventCallback, _StreamBase
 from graphai.errors import (
     BranchError,
     ConsumerGoneError,
@@ -99,23 +98,6 @@ class _PathEnd:
         self.t = 0.0
 
 
-# callback classes whose node markers the engine may emit itself (per-node views)
-_NATIVE_METHODS = ("start_node", "end_node", "acall", "__call__", "close", "aiter")
-_native_cache: dict[type, bool] = {}
-
-
-def _is_native(cb: Any) -> bool:
-    cls = type(cb)
-    ok = _native_cache.get(cls)
-    if ok is None:
-        ok = False
-        for base in (Callback, EventCallback):
-            if issubclass(cls, base):
-                ok = all(getattr(cls, m) is getattr(base, m) for m in _NATIVE_METHODS)
-        _native_cache[cls] = ok
-    return ok
-
-
 # Waited branch pipelines nested deeper than this run in a task of their own (a fresh stack):
 # a cycle through waited branches ends at ``max_steps``, never with a RecursionError.
 _INLINE_PIPELINE_DEPTH = 16
@@ -151,10 +133,10 @@ class Run:
         "detached",
         "fatal",
         "graph",
-        "native",
         "obs",
         "plan",
         "steps",
+        "stream",
     )
 
     def __init__(
@@ -168,7 +150,7 @@ class Run:
         self.graph = graph  # for its live ``state`` (nodes may replace it mid-run)
         self.plan = plan
         self.callback = callback
-        self.native = _is_native(callback)
+        self.stream = node_stream(callback)  # how node markers reach this callback
         self.obs = obs
         self.all_detached = all_detached  # the graph's, for wait_for_branches()
         self.detached: set[asyncio.Task[Any]] = set()
@@ -191,14 +173,11 @@ class Run:
         """The whole run: the main path, detached branches, END; the run observer ends
         exactly once on every exit path."""
         obs = self.obs
-        callback = self.callback
-        if self.native:
-            obs.channel(callback._chan)
+        self.stream.observe(obs)
         try:
             result = await self.run_path(self.plan.start, dict(input), 0, False, False, None)
             await self.wait_detached()
-            if self.native and callback._chan.maxsize is not None:
-                await callback._chan.wait_space()  # END respects the bound too
+            await self.stream.before_end()
         except BaseException as exc:
             try:
                 await self.cancel_detached()
@@ -234,28 +213,16 @@ class Run:
             payload,
             getattr(node, "model", None),
         )
-        cb = self.callback
-        native = self.native
-        view: Any = None
+        opened = None
         ctx_token = None
-        view_token: contextvars.Token[Any] | None = None
         try:
-            if stream:
-                # the start markers; a native callback hands out a per-node view, a foreign
-                # one is driven through its own methods (tokens reach `obs` via _ENGINE_NODE)
-                if native:
-                    if cb._chan.maxsize is not None:  # markers respect the bound too
-                        await cb._chan.wait_space(2 if cb._id_marker else 1)
-                    view = cb._open_node(name, obs)
-                    view_token = _CURRENT_VIEW.set(view)
-                else:
-                    view_token = _ENGINE_NODE.set(obs)
-                    await cb.start_node(node_name=name)
-                    view = cb
+            if stream:  # the start markers; the node gets its part of the stream
+                opened = await self.stream.open(name, obs)
             ctx_token = obs.attach()
-            bind = getattr(node, "_graphai_bind", None)
+            view = opened.callback if opened is not None else None
+            bind = getattr(node, "__graphai_bind__", None)
             if bind is not None:
-                output = await node._graphai_call(bind(payload, view, self.graph.state))
+                output = await node.__graphai_call__(bind(payload, view, self.graph.state))
             else:
                 output = await node.invoke(input=dict(payload), callback=view, state=self.graph.state)
             if not isinstance(output, dict):
@@ -267,34 +234,18 @@ class Run:
             try:
                 if ctx_token is not None:
                     obs.detach(ctx_token)
-                if view is not None:
-                    if native:
-                        view._close_node(_outcome(exc))
-                    else:  # a user end_node(): an await that may fail or be cancelled itself
-                        with contextlib.suppress(Exception):
-                            await cb.end_node(node_name=name)
+                if opened is not None:
+                    await self.stream.abort(opened, _outcome(exc))
             finally:
-                if view_token is not None:
-                    (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
                 obs.end(_outcome(exc), exc)
             raise
         obs.detach(ctx_token)
-        try:
-            if stream:
-                if native:
-                    try:
-                        if cb._chan.maxsize is not None:
-                            await cb._chan.wait_space()
-                    finally:  # cancelled while waiting for space: the end marker still goes
-                        view._close_node()
-                else:
-                    await cb.end_node(node_name=name)
-        except BaseException as exc:
-            obs.end(_outcome(exc), exc)
-            raise
-        finally:
-            if view_token is not None:
-                (_CURRENT_VIEW if native else _ENGINE_NODE).reset(view_token)
+        if opened is not None:
+            try:
+                await self.stream.close(opened)
+            except BaseException as exc:
+                obs.end(_outcome(exc), exc)
+                raise
         if node.is_router:
             obs.router_choice(self.plan.known_choice(output.get("choices", output.get("choice"))))
         obs.end(_hooks.OK, None, output)
@@ -482,20 +433,3 @@ class Run:
 
     async def close(self) -> None:
         await close_callback(self.callback)
-
-
-async def close_callback(callback: Any) -> None:
-    """Close ``callback`` (END); a user callback's failing ``close()`` is logged, never
-    raised over the run's result or error."""
-    try:
-        if isinstance(callback, _StreamBase):
-            await callback.close()
-        else:
-            close = getattr(callback, "close", None)
-            if close is not None:
-                res = close()
-                if inspect.isawaitable(res):
-                    await res
-    except Exception as exc:  # a user callback's close() failing must not mask the result
-        log_event("warning", "callback.close_failed", error_type=type(exc).__name__)
-

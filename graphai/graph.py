@@ -11,15 +11,15 @@ with END, markers carry their own node, the caller's input is never mutated, joi
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import uuid
-from collections import deque
 from collections.abc import Iterable
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from graphai import _hooks
-from graphai._runner import Plan, Run, close_callback, wait_all
+from graphai._context import RUN_ERRORS
+from graphai._runner import Plan, Run, wait_all
+from graphai._stream import close_callback, discard_unread
 from graphai._types import BranchCondition, BranchEdge, Edge, JoinEdge, NodeProtocol
 from graphai._types import is_node as _is_node
 from graphai.callback import Callback, EventCallback
@@ -49,9 +49,7 @@ __all__ = [
 # The branch-error list of each Graph's run, per task context: ``await graph.execute()`` runs
 # in the caller's context, so a caller that reads ``graph.branch_errors`` after its own run
 # sees that run's errors even while other tasks run the same Graph.
-_RUN_ERRORS: contextvars.ContextVar[dict[Graph, list[BranchError]] | None] = (
-    contextvars.ContextVar("graphai_run_branch_errors", default=None)
-)
+_RUN_ERRORS = RUN_ERRORS
 
 
 class Graph:
@@ -363,7 +361,7 @@ class Graph:
             if type(callback) in (Callback, EventCallback) and (
                 type(self).get_callback is Graph.get_callback
             ):
-                callback._chan.buf = deque(maxlen=0)  # nobody can read it: keep nothing
+                discard_unread(callback)  # nobody can read it: keep nothing
         if not isinstance(input, dict):
             await close_callback(callback)
             raise TypeError(f"execute(): input must be a dict, got {type(input).__name__}")

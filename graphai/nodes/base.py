@@ -134,8 +134,8 @@ class _Node:
 
         class NodeClass:
             _func_signature = func_signature
-            _graphai_bind = staticmethod(bind)
-            _graphai_call = staticmethod(call)
+            __graphai_bind__ = staticmethod(bind)
+            __graphai_call__ = staticmethod(call)
 
             def __init__(self) -> None:
                 self._expected_params = set(func_signature.parameters.keys())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import contextvars
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from graphai import _context
 
 if TYPE_CHECKING:
     from graphai.telemetry._instrumentation import OTelInstrumentation
@@ -28,4 +29,4 @@ INSTALLED: list[OTelInstrumentation | None] = [None]
 
 # The node run executing in this context (for ``add_graph_context``): one ContextVar holding the
 # observer, so attach/detach cost one set/reset.
-LOG_NODE: contextvars.ContextVar[Any] = contextvars.ContextVar("graphai_log_node", default=None)
+LOG_NODE = _context.LOG_NODE

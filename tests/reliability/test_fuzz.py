@@ -41,7 +41,7 @@ from graphai import (
     parse_stream_token,
     router,
 )
-from graphai.callback import _StreamBase
+from graphai._stream import StreamBase as _StreamBase
 from graphai.graph import Graph
 from graphai.telemetry import env
 from tests.reliability._support import Telemetry, size_knob
