@@ -13,7 +13,23 @@ from typing import Any
 
 import structlog
 
-__all__ = ["log_event"]
+__all__ = [
+    "LOG_BRANCH_CONDITION_FAILED",
+    "LOG_BRANCH_FAILED",
+    "LOG_CLOSE_FAILED",
+    "LOG_LATE_TOKEN",
+    "log_event",
+]
+
+# the engine's own log events (re-exported by graphai.telemetry.names, the one list users read)
+LOG_BRANCH_FAILED = "branch.failed"
+"""Error: a branch pipeline raised; also recorded in ``Graph.branch_errors``."""
+LOG_BRANCH_CONDITION_FAILED = "branch.condition_failed"
+"""Error: a branch condition raised; the branch does not run; recorded in ``branch_errors``."""
+LOG_CLOSE_FAILED = "callback.close_failed"
+"""Warning: a user callback's ``close()`` raised; the run's result or error stands."""
+LOG_LATE_TOKEN = "callback.late_token"
+"""Warning: a token arrived through a node's callback after the node ended (dropped)."""
 
 _slog = structlog.get_logger("graphai")
 _std = logging.getLogger("graphai")

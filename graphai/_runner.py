@@ -16,7 +16,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from graphai import _hooks
-from graphai._log import log_event
+from graphai._log import LOG_BRANCH_CONDITION_FAILED, LOG_BRANCH_FAILED, log_event
 from graphai._stream import close_callback as close_callback
 from graphai._stream import node_stream
 from graphai._types import BranchEdge, JoinEdge
@@ -380,7 +380,7 @@ class Run:
                 except Exception as exc:
                     log_event(
                         "error",
-                        "branch.condition_failed",
+                        LOG_BRANCH_CONDITION_FAILED,
                         source=edge.source.name,
                         destination=edge.destination.name,
                         error_type=type(exc).__name__,
@@ -412,7 +412,7 @@ class Run:
         except Exception as exc:
             log_event(
                 "error",
-                "branch.failed",
+                LOG_BRANCH_FAILED,
                 source=edge.source.name,
                 destination=edge.destination.name,
                 error_type=type(exc).__name__,

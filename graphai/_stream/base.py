@@ -23,12 +23,11 @@ from typing import Any, ClassVar
 from graphai import _hooks
 from graphai._channel import Channel, ChannelQueue, ChannelStatistics, Timed
 from graphai._context import CURRENT_VIEW, ENGINE_NODE
-from graphai._log import log_event
+from graphai._log import LOG_LATE_TOKEN, log_event
 from graphai.errors import ConsumerGoneError, StreamClosedError
 
 __all__ = ["StreamBase"]
 
-_LOG_LATE_TOKEN = "callback.late_token"
 
 # marker kinds
 _START = 0  # <id:NAME:start:>
@@ -211,7 +210,7 @@ class StreamBase:
         if rec is not None:
             rec.late_token()
         if view._late == 1:
-            log_event("warning", _LOG_LATE_TOKEN, node=view._node_name)
+            log_event("warning", LOG_LATE_TOKEN, node=view._node_name)
 
     def _closed_error(self, msg: str) -> StreamClosedError:
         if self._chan.gone:

@@ -19,7 +19,7 @@ from typing import Any
 from graphai import _hooks
 from graphai._channel import Channel
 from graphai._context import CURRENT_VIEW, ENGINE_NODE
-from graphai._log import log_event
+from graphai._log import LOG_CLOSE_FAILED, log_event
 from graphai._stream.base import StreamBase
 
 __all__ = [
@@ -165,4 +165,4 @@ async def close_callback(callback: Any) -> None:
                 if inspect.isawaitable(res):
                     await res
     except Exception as exc:  # a user callback's close() failing must not mask the result
-        log_event("warning", "callback.close_failed", error_type=type(exc).__name__)
+        log_event("warning", LOG_CLOSE_FAILED, error_type=type(exc).__name__)

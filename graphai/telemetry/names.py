@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from graphai import _hooks, _log
+
 SCOPE: Final = "graphai"
 """Instrumentation scope name of the tracer and the meter (version = package version)."""
 
@@ -62,9 +64,9 @@ TOKEN_SIZE: Final = "graphai.token.size"
 TOKEN_TEXT: Final = "graphai.token.text"
 
 # -- outcomes -------------------------------------------------------------------------------------
-OUTCOME_OK: Final = "ok"
-OUTCOME_ERROR: Final = "error"
-OUTCOME_CANCELLED: Final = "cancelled"
+OUTCOME_OK: Final = _hooks.OK
+OUTCOME_ERROR: Final = _hooks.ERROR
+OUTCOME_CANCELLED: Final = _hooks.CANCELLED
 OTHER: Final = "_OTHER"
 """Label value that replaces names beyond the cardinality limit."""
 
@@ -174,6 +176,10 @@ LOG_ALREADY_INSTRUMENTED: Final = "telemetry.already_instrumented"
 """Warning: ``instrument()`` with the providers and settings already installed; nothing changed."""
 LOG_CONFIG_INVALID: Final = "telemetry.config_invalid"
 """Warning: an invalid ``GRAPHAI_*`` value was replaced by its default (once per value)."""
+LOG_BRANCH_FAILED: Final = _log.LOG_BRANCH_FAILED
+LOG_BRANCH_CONDITION_FAILED: Final = _log.LOG_BRANCH_CONDITION_FAILED
+LOG_CLOSE_FAILED: Final = _log.LOG_CLOSE_FAILED
+LOG_LATE_TOKEN: Final = _log.LOG_LATE_TOKEN
 LOG_INTERNAL_ERROR: Final = "telemetry.internal_error"
 """Warning: a failure inside graphai's telemetry; the graph carries on. At most once a minute
 per place, with ``suppressed`` = the failures not logged since the last line."""
