@@ -119,13 +119,13 @@ class Callback(StreamBase):
        ``token_format`` is applied; no ``DeprecationWarning``; ``max_buffered`` added.
     """
 
-    __slots__ = ("_special_fmt", "_tok_fmt", "_tokens_cache", "special_token_format", "token_format")
+    __slots__ = ("_special_token_format", "_tok_fmt", "_token_format", "_tokens_cache")
     _native_root: ClassVar[bool] = True
     _shared_slots: ClassVar[tuple[str, ...]] = (
+        "_special_token_format",
         "_tok_fmt",
+        "_token_format",
         "_tokens_cache",
-        "special_token_format",
-        "token_format",
     )
 
     def __init__(
@@ -140,10 +140,31 @@ class Callback(StreamBase):
             raise TypeError(f"identifier must be a str, got {type(identifier).__name__}")
         check_special_format(special_token_format, identifier)
         self._tok_fmt = check_format(token_format, "token_format", {"token": "token"})
-        self.special_token_format = special_token_format
-        self.token_format = token_format
-        self._tokens_cache: dict[tuple[int, str], str] = {}
+        self._special_token_format = special_token_format
+        self._token_format = token_format
+        self._tokens_cache: dict[tuple[int, str, str | None, str], str] = {}
         self._init_stream(identifier, max_buffered)
+
+    @property
+    def special_token_format(self) -> str:
+        """The format of special tokens; assigning one validates it (``ValueError``)."""
+        return self._special_token_format
+
+    @special_token_format.setter
+    def special_token_format(self, value: str) -> None:
+        check_special_format(value, self.identifier)
+        self._special_token_format = value
+
+    @property
+    def token_format(self) -> str:
+        """The format of string content tokens; assigning one validates it and applies to
+        what ``aiter()`` yields from then on (an ``aiter()`` already running keeps its own)."""
+        return self._token_format
+
+    @token_format.setter
+    def token_format(self, value: str) -> None:
+        self._tok_fmt = check_format(value, "token_format", {"token": "token"})
+        self._token_format = value
 
     def __call__(self, token: Any, node_name: str | None = None) -> None:
         """Send a token (sync). Ignores ``max_buffered`` (a sync call cannot wait)."""
@@ -210,7 +231,7 @@ class Callback(StreamBase):
         return self.build_special_token(name, params)
 
     def _render(self, m: _Marker) -> str:
-        key = (m.kind, m.name)
+        key = (m.kind, m.name, self.identifier, self._special_token_format)
         s = self._tokens_cache.get(key)
         if s is None:
             k = m.kind

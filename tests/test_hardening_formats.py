@@ -118,3 +118,33 @@ class TestMarkerNames:
         items = await asyncio.wait_for(consumer, TIMEOUT)
         kinds = [(p.kind, p.node) for p in map(parse_stream_token, items)]
         assert kinds == [("start", name), ("node", name), ("token", None), ("end", name), ("END", None)]
+
+
+class TestFormatsAssignedAfterConstruction:
+    """Assigning ``token_format``/``special_token_format`` later validates and applies them."""
+
+    async def test_token_format_applies(self) -> None:
+        cb = Callback()
+        cb.token_format = "<<{token}>>"
+        consumer = asyncio.ensure_future(drain(cb))
+        await cb.acall("a")
+        await cb.close()
+        assert await asyncio.wait_for(consumer, TIMEOUT) == ["<<a>>", "<graphai:END:>"]
+
+    async def test_special_token_format_applies_after_a_render(self) -> None:
+        cb = Callback()
+        assert cb.build_special_token("END") == "<graphai:END:>"
+        consumer = asyncio.ensure_future(drain(cb))
+        cb.special_token_format = "[{identifier}|{token}]"
+        cb.identifier = "app"
+        await cb.close()
+        assert await asyncio.wait_for(consumer, TIMEOUT) == ["[app|END]"]
+
+    def test_bad_assignments_are_rejected(self) -> None:
+        cb = Callback()
+        with pytest.raises(ValueError, match="unknown placeholder"):
+            cb.token_format = "{nope}"
+        with pytest.raises(ValueError, match="has no {token} placeholder"):
+            cb.special_token_format = "<{identifier}>"
+        assert cb.token_format == "{token}"
+        assert cb.special_token_format == "<{identifier}:{token}:{params}>"
