@@ -144,7 +144,7 @@ class TestFormatsAssignedAfterConstruction:
         cb = Callback()
         with pytest.raises(ValueError, match="unknown placeholder"):
             cb.token_format = "{nope}"
-        with pytest.raises(ValueError, match="has no {token} placeholder"):
+        with pytest.raises(ValueError, match=r"has no \{token\} placeholder"):
             cb.special_token_format = "<{identifier}>"
         assert cb.token_format == "{token}"
         assert cb.special_token_format == "<{identifier}:{token}:{params}>"
