@@ -17,22 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 from graphai import _hooks
 from graphai._log import LOG_BRANCH_CONDITION_FAILED, LOG_BRANCH_FAILED, log_event
+from graphai._plan import Plan, wait_all
 from graphai._stream import close_callback as close_callback
 from graphai._stream import node_stream
-from graphai._types import BranchEdge, JoinEdge
+from graphai._types import BranchEdge
 from graphai.errors import (
     BranchError,
     ConsumerGoneError,
     GraphError,
     MaxStepsError,
-    NodeNotFoundError,
     NoOutgoingEdgeError,
 )
 
 if TYPE_CHECKING:
     from graphai.graph import Graph
 
-__all__ = ["Plan", "Run", "close_callback", "outcome_of"]
+__all__ = ["Plan", "Run", "close_callback", "outcome_of", "wait_all"]
 
 
 def outcome_of(exc: BaseException) -> str:
@@ -43,49 +43,6 @@ def outcome_of(exc: BaseException) -> str:
 
 
 _outcome = outcome_of
-
-
-class Plan:
-    """What a run needs of its graph: the nodes and the adjacency the builder maintains
-    (shared, not copied: building a plan costs a few references)."""
-
-    __slots__ = ("branches", "end_names", "join_of", "max_steps", "name", "nodes", "start", "succ")
-
-    def __init__(
-        self,
-        name: str,
-        nodes: dict[str, Any],
-        start: Any,
-        succ: dict[str, list[Any]],
-        branches: dict[str, list[BranchEdge]],
-        join_of: dict[str, JoinEdge],
-        end_names: set[str],
-        max_steps: int,
-    ) -> None:
-        self.name = name
-        self.nodes = nodes
-        self.start = start
-        self.succ = succ
-        self.branches = branches
-        self.join_of = join_of
-        self.end_names = end_names
-        self.max_steps = max_steps
-
-    def is_end(self, node: Any) -> bool:
-        return bool(node.is_end) or node.name in self.end_names
-
-    def node_by_name(self, name: Any) -> Any:
-        found = self.nodes.get(name) if isinstance(name, str) else None
-        if found is None:
-            raise NodeNotFoundError(f"Node with name {name} not found.")
-        return found
-
-    def known_choice(self, choice: Any) -> Any:
-        """A router's choice for its span, or ``None`` unless every name is a node of this
-        graph (unknown choice text is the router's raw output: content, never telemetry)."""
-        names = choice if isinstance(choice, (list, tuple)) else [choice]
-        nodes = self.nodes
-        return choice if all(isinstance(n, str) and n in nodes for n in names) else None
 
 
 class _PathEnd:
@@ -101,26 +58,6 @@ class _PathEnd:
 # Waited branch pipelines nested deeper than this run in a task of their own (a fresh stack):
 # a cycle through waited branches ends at ``max_steps``, never with a RecursionError.
 _INLINE_PIPELINE_DEPTH = 16
-
-
-async def _gather_all(tasks: set[asyncio.Task[Any]]) -> None:
-    """Wait until ``tasks`` (a live set: tasks may add more) is empty; then re-raise the first
-    ``BaseException`` that is neither an ``Exception`` nor a cancellation (pipelines record
-    their ``Exception`` s as branch errors), so it is never swallowed."""
-    fatal: BaseException | None = None
-    while tasks:
-        for res in await asyncio.gather(*list(tasks), return_exceptions=True):
-            if (
-                fatal is None
-                and isinstance(res, BaseException)
-                and not isinstance(res, (Exception, asyncio.CancelledError))
-            ):
-                fatal = res
-    if fatal is not None:
-        raise fatal
-
-
-wait_all = _gather_all
 
 
 class Run:
@@ -420,7 +357,7 @@ class Run:
             self.branch_errors.append(BranchError(edge.source.name, edge.destination.name, exc))
 
     async def wait_detached(self) -> None:
-        await _gather_all(self.detached)
+        await wait_all(self.detached)
         if self.fatal is not None:
             raise self.fatal
 

@@ -18,7 +18,8 @@ from enum import Enum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from graphai._channel import ChannelStatistics, Timed
-from graphai._stream.base import _END, _END_NODE, _START, StreamBase, _Marker
+from graphai._stream.base import StreamBase
+from graphai._stream.markers import _END, _END_NODE, _START, _Marker
 from graphai._tokens import (
     DEFAULT_SPECIAL_TOKEN_FORMAT,
     DEFAULT_TOKEN_FORMAT,

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable
-from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from graphai import _hooks
+from graphai._compile import validate
 from graphai._context import RUN_ERRORS
 from graphai._runner import Plan, Run, wait_all
 from graphai._stream import close_callback, discard_unread
@@ -272,47 +272,7 @@ class Graph:
         from the start (regular, branch and join edges), and with ``strict=True`` no cycles.
         Raises :class:`GraphCompileError`; returns ``self``.
         """
-        if not self.nodes:
-            raise GraphCompileError("No nodes have been added to the graph")
-        start = self.start_node
-        if start is None:
-            starts = [n for n, nd in self.nodes.items() if nd.is_start]
-            start = self.nodes[starts[0]] if starts else None
-        if start is None:
-            raise GraphCompileError("No start node defined")
-        if not any(n.is_end for n in self.nodes.values()) and not self._end_names:
-            raise GraphCompileError("No end node defined")
-        adj: dict[str, set[str]] = {name: set() for name in self.nodes}
-        for e in self.edges:
-            if isinstance(e, JoinEdge):
-                for s in e.sources:
-                    adj[s.name].add(e.destination.name)
-            else:
-                if e.destination.name not in self.nodes:
-                    raise GraphCompileError(
-                        f"Edge from {e.source.name} references unknown node(s): ['{e.destination.name}']"
-                    )
-                adj[e.source.name].add(e.destination.name)
-        seen: set[str] = set()
-        stack = [start.name]
-        while stack:
-            cur = stack.pop()
-            if cur in seen:
-                continue
-            seen.add(cur)
-            stack.extend(adj.get(cur, ()))
-        unreachable = sorted(set(self.nodes) - seen)
-        if unreachable:
-            raise GraphCompileError(f"Unreachable nodes: {unreachable}")
-        if strict:
-            preds: dict[str, set[str]] = {n: set() for n in self.nodes}
-            for s, ds in adj.items():
-                for d in ds:
-                    preds[d].add(s)
-            try:
-                list(TopologicalSorter(preds).static_order())
-            except CycleError as exc:
-                raise GraphCompileError("cycle detected in graph (strict mode)") from exc
+        validate(self.nodes, self.edges, self.start_node, self._end_names, strict=strict)
         return self
 
     # -- callbacks -------------------------------------------------------------------------

@@ -9,7 +9,8 @@ are the only modules allowed to: ruff's SLF001 is on for the rest of ``graphai/`
 
 from __future__ import annotations
 
-from graphai._stream.base import _END, _END_NODE, _ID, _START, StreamBase, _Marker
+from graphai._stream.base import StreamBase
+from graphai._stream.markers import _END, _END_NODE, _ID, _START, _Marker
 from graphai._stream.seam import (
     ForeignStream,
     NativeStream,

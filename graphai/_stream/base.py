@@ -15,8 +15,6 @@ module allowed to (ruff SLF001 is on everywhere else in ``graphai/``).
 
 from __future__ import annotations
 
-import types
-from collections.abc import AsyncIterator, Callable, Generator
 from time import perf_counter
 from typing import Any, ClassVar
 
@@ -24,35 +22,15 @@ from graphai import _hooks
 from graphai._channel import Channel, ChannelQueue, ChannelStatistics, Timed
 from graphai._context import CURRENT_VIEW, ENGINE_NODE
 from graphai._log import LOG_LATE_TOKEN, log_event
+from graphai._stream.consume import Consumer
+from graphai._stream.markers import _END, _END_MARKER, _END_NODE, _ID, _START, _Marker
 from graphai.errors import ConsumerGoneError, StreamClosedError
 
 __all__ = ["StreamBase"]
 
 
-# marker kinds
-_START = 0  # <id:NAME:start:>
-_ID = 1  # <id:NAME:>
-_END_NODE = 2  # <id:NAME:end:>
-_END = 3  # <id:END:>
 
-
-class _Marker:
-    __slots__ = ("kind", "name")
-
-    def __init__(self, kind: int, name: str) -> None:
-        self.kind = kind
-        self.name = name
-
-
-_END_MARKER = _Marker(_END, "END")
-
-@types.coroutine
-def _yield_once() -> Generator[None, None, None]:
-    """One bare trip through the event loop (what ``asyncio.sleep(0)`` does)."""
-    yield
-
-
-class StreamBase:
+class StreamBase(Consumer):
     """Shared machinery of :class:`Callback` and :class:`EventCallback`."""
 
     # a view shares its root's channel; root: _root is self
@@ -376,66 +354,3 @@ class StreamBase:
                 self._open.clear()
         except Exception:
             pass
-
-    # -- consumer ---------------------------------------------------------------------------
-    def _render(self, m: _Marker) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _content_formatter(self) -> Callable[[str], str] | None:
-        """How string content tokens are rendered; ``None`` for as-is."""
-        return None
-
-    async def aiter(self) -> AsyncIterator[Any]:
-        """
-        Yield the stream until END (inclusive). A second ``aiter()`` after the stream ended
-        yields nothing. Cancelling the consumer propagates ``CancelledError``; a consumer that
-        stops early (break, cancel, ``aclose``) marks the stream gone, so the producer's next
-        token raises :class:`~graphai.errors.ConsumerGoneError`.
-        """
-        chan = self._chan
-        if chan.consumed:
-            return
-        buf = chan.buf
-        bounded = chan.maxsize is not None
-        render = self._render
-        content = self._content_formatter()
-        finished = False
-        try:
-            while True:
-                if not buf:
-                    # yield to the loop once before parking on a future: a producer that
-                    # interleaves with us refills the buffer without a future round trip
-                    await _yield_once()
-                    if not buf:
-                        await chan.wait_item()
-                    continue
-                item = buf.popleft()
-                if bounded:
-                    chan.taken()
-                cls = item.__class__
-                if cls is str:
-                    yield item if content is None else content(item)
-                elif cls is _Marker:
-                    if item.kind == _END:
-                        finished = True
-                        yield render(item)
-                        return
-                    yield render(item)
-                elif cls is Timed:
-                    on_delay = chan.on_delay
-                    if on_delay is not None:
-                        try:
-                            on_delay(perf_counter() - item.t)
-                        except Exception:  # telemetry never breaks the stream
-                            pass
-                    tok = item.token
-                    yield tok if content is None or not isinstance(tok, str) else content(tok)
-                elif content is not None and isinstance(item, str):  # a str subclass
-                    yield content(item)
-                else:
-                    yield item
-        finally:
-            if finished:
-                chan.finish()
-            else:
-                chan.mark_gone()
