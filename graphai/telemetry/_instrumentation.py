@@ -64,8 +64,8 @@ class OTelInstrumentation(_hooks.Instrumentation):
 
     def __init__(
         self,
-        tracer_provider: Any = None,
-        meter_provider: Any = None,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: otel_metrics.MeterProvider | None = None,
         settings: env.Settings | None = None,
     ) -> None:
         self.settings = settings or env.from_env()
@@ -205,8 +205,8 @@ class OTelInstrumentation(_hooks.Instrumentation):
 
 
 def instrument(
-    tracer_provider: Any = None,
-    meter_provider: Any = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: otel_metrics.MeterProvider | None = None,
     settings: env.Settings | None = None,
 ) -> OTelInstrumentation | None:
     """
