@@ -1,5 +1,5 @@
 """
-The Prometheus side of the telemetry contract (spec: TELEMETRY.md, "Metrics").
+The Prometheus side of the telemetry contract (docs/telemetry.md, "Metrics").
 
 Every series name and label the dashboards and rules use is spelled here once. The names are
 what the OpenTelemetry Prometheus exporter writes for graphai's instruments: dots become

@@ -7,6 +7,7 @@ Callback emit OpenTelemetry spans, per-token events and latency metrics.
 
 from __future__ import annotations
 
+from graphai import _dist  # noqa: F401  (first: logs install.conflict if graphai-lib is installed too)
 from graphai.callback import (
     Callback,
     EventCallback,

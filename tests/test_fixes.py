@@ -1,5 +1,5 @@
 """
-The upstream bugs graphai fixes on purpose (``spec/ENGINE.md``, "Fixed on purpose", 1-12).
+The upstream bugs graphai fixes on purpose (``docs/differences.md``, "The 12 fixes", 1-12).
 
 One class per numbered fix; every test states in its docstring why it fails on graphai-lib
 0.0.12. The file imports only names upstream also has (``graphai``, ``graphai.callback``,

@@ -156,5 +156,6 @@ def test_import_and_run_without_the_otel_extra(tmp_path: Path) -> None:
         _, message = got["errors"][what]
         assert message == (
             "graphai.telemetry.configure() needs the [otel] extra: "
-            'pip install "graphai-otel[otel]" (missing: opentelemetry.sdk)'
+            'pip install "graphai-otel[otel]" (from an index) or pip install -e ".[otel]" '
+            "(from a checkout) (missing: opentelemetry.sdk)"
         ), message

@@ -304,7 +304,7 @@ class TestConsumingACallbackStream:
 class TestSpecialTokens:
     """ "Special Tokens": the four marker kinds appear in the documented order. The document
     writes them without the trailing `:` of the empty `{params}` slot; the real tokens (the
-    contract in ENGINE.md) carry it."""
+    ones ``tests/compat/`` pins) carry it."""
 
     DOCUMENTED = (
         "<graphai:node_name:start>",

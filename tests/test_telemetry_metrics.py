@@ -1,4 +1,4 @@
-"""Metrics of TELEMETRY.md: names, attributes, values, buckets, gauges, cardinality guard."""
+"""Metrics of docs/telemetry.md: names, attributes, values, buckets, gauges, cardinality guard."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Spans: the tree, names, attributes, events, status and content policy of TELEMETRY.md."""
+"""Spans: the tree, names, attributes, events, status and content policy of docs/telemetry.md."""
 
 from __future__ import annotations
 

@@ -82,8 +82,8 @@ def setup_telemetry(args: argparse.Namespace, out: Out) -> Telemetry:
         )
     except ImportError:
         tel.notes.append(
-            "telemetry: the OpenTelemetry SDK is not installed "
-            "(pip install 'graphai-otel[otel]'); running without spans and metrics"
+            "telemetry: the OpenTelemetry SDK is not installed (the [otel] extra: "
+            'pip install -e ".[otel]" from a checkout); running without spans and metrics'
         )
         return tel
 
@@ -109,7 +109,7 @@ def setup_telemetry(args: argparse.Namespace, out: Out) -> Telemetry:
         )
     except ImportError as exc:  # an [otel] exporter package is missing
         tel.notes.append(
-            f"telemetry: {exc} (pip install 'graphai-otel[otel]'); running without it"
+            f"telemetry: {exc}; running without it"
         )
         return tel
     if handle.tracer_provider is None and handle.meter_provider is None:

@@ -12,10 +12,16 @@ those reports into spans, span events, metrics and structlog lines (names: ``nam
 - ``uninstrument()``: back to no telemetry at all.
 - ``configure(...)`` (extra ``[otel]``): SDK providers, OTLP export, Prometheus ``/metrics``;
   returns a handle with ``force_flush()`` and ``shutdown()``.
+
+The public submodules (``env``, ``logging``, ``names``, ``setup``, ``streams``, ``testing``...)
+are attributes too, imported on first access.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 from typing import TYPE_CHECKING, Any
 
 from graphai.telemetry.runtime import (
@@ -46,9 +52,29 @@ def configure(**kwargs: Any) -> TelemetryHandle:
     return _configure(**kwargs)
 
 
+# Public submodules (no leading ``_``), imported on first attribute access:
+# ``graphai.telemetry.logging`` works after a bare ``import graphai.telemetry``, and the import
+# itself stays cheap and needs no SDK (``testing`` needs the extra ``[otel]``, ``instrumentor``
+# needs ``opentelemetry-instrumentation``, only when they are used).
+@functools.cache
+def _submodules() -> frozenset[str]:
+    return frozenset(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
 def __getattr__(name: str) -> Any:
     if name == "TelemetryHandle":
         from graphai.telemetry.setup import TelemetryHandle
 
         return TelemetryHandle
-    raise AttributeError(name)
+    if name in _submodules():
+        # import_module also binds the submodule as an attribute of this package, so this
+        # hook runs once per submodule.
+        return importlib.import_module(f"{__name__}.{name}")
+    available = ", ".join(sorted({*__all__, *_submodules()}))
+    raise AttributeError(
+        f"module 'graphai.telemetry' has no attribute {name!r} (available: {available})"
+    )
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_submodules()})

@@ -7,6 +7,8 @@ graphai's instrumentation, which global providers a shut-down handle left behind
 from __future__ import annotations
 
 import atexit
+import os
+import socket
 import threading
 import time
 import weakref
@@ -17,14 +19,22 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import _logs, trace
 from opentelemetry import metrics as metrics_api
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, Resource
 
+from graphai._log import log_event
+from graphai.telemetry import names as N
+from graphai.telemetry._prometheus import reopen_after_fork
 from graphai.telemetry.otel_logs import OTelLogsProcessor
 from graphai.telemetry.runtime import instrument, uninstrument
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-__all__ = ["TelemetryHandle", "is_retired", "take_instrumentation"]
+__all__ = ["TelemetryHandle", "default_instance_id", "is_retired", "take_instrumentation"]
+
+LOG_FORK_RESOURCE_STALE = "telemetry.fork_resource_stale"
+"""Warning: in a forked child, ``service.instance.id`` could not be renewed (an SDK without
+``_update_resource``): the child reports under its parent's id."""
 
 # Global providers set by a handle that has since been shut down. OTel lets a global be set
 # only once per process, so a later configure() cannot replace them; it builds its own.
@@ -36,6 +46,17 @@ _owner: list[TelemetryHandle | None] = [None]
 def is_retired(provider: object) -> bool:
     """True if ``provider`` is a global that a shut-down handle left behind."""
     return provider in _retired
+
+
+def default_instance_id() -> str:
+    """``service.instance.id`` when none is configured: ``<hostname>-<pid>``, unique among the
+    live processes of a host (so among the workers of one server) and readable in a query."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _addr_of(server: WSGIServer) -> str:
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def take_instrumentation(handle: TelemetryHandle) -> None:
@@ -96,22 +117,29 @@ class TelemetryHandle:
         server: WSGIServer | None = None,
         server_thread: threading.Thread | None = None,
         restore_instrumented: bool | None = None,
+        instance_id_auto: bool = False,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.logger_provider = logger_provider
         self.log_processor = OTelLogsProcessor(logger_provider)
-        self.prometheus_addr: str | None = None
-        if server is not None:
-            host, port = str(server.server_address[0]), int(server.server_address[1])
-            self.prometheus_addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.prometheus_addr: str | None = _addr_of(server) if server is not None else None
         self._owned = owned
         self._server = server
         self._server_thread = server_thread
         self._restore = restore_instrumented
+        self._instance_id_auto = instance_id_auto
         self._lock = threading.Lock()
         self._closed = False
         atexit.register(self.shutdown)
+        if (server is not None or instance_id_auto) and hasattr(os, "register_at_fork"):
+            at_fork = weakref.WeakMethod(self._after_fork_in_child)
+
+            def after_in_child() -> None:
+                if (method := at_fork()) is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=after_in_child)
 
     @property
     def closed(self) -> bool:
@@ -188,6 +216,43 @@ class TelemetryHandle:
         self._server.server_close()
         if self._server_thread is not None:
             self._server_thread.join(1.0)
+
+    def _after_fork_in_child(self) -> None:
+        """``os.fork()`` copied this handle without the threads behind it (gunicorn
+        ``--preload``, multiprocessing ``fork``). The SDK restarts its own exporter threads;
+        here the child gets its own ``service.instance.id`` (when graphai chose it) and its own
+        ``/metrics`` endpoint (a port of the same range, or none, logged either way), and the
+        parent's endpoint is left untouched."""
+        self._lock = threading.Lock()  # may have been held by a thread that is gone
+        if self._closed:
+            return
+        if self._instance_id_auto:
+            self._renew_instance_id()
+        if self._server is not None:
+            old, self._server, self._server_thread = self._server, None, None
+            self.prometheus_addr = None
+            try:
+                reopened = reopen_after_fork(old)
+            except Exception as exc:  # telemetry must not break the child
+                log_event("warning", N.LOG_PROMETHEUS_FAILED, after_fork=True, error=repr(exc))
+                reopened = None
+            if reopened is not None:
+                self._server, self._server_thread = reopened
+                self.prometheus_addr = _addr_of(self._server)
+
+    def _renew_instance_id(self) -> None:
+        fresh = Resource({SERVICE_INSTANCE_ID: default_instance_id()})
+        stale = []
+        for p in self._owned:
+            update = getattr(p, "_update_resource", None)
+            try:
+                if not callable(update):
+                    raise AttributeError("_update_resource")
+                update(fresh)
+            except Exception:
+                stale.append(type(p).__name__)
+        if stale:
+            log_event("warning", LOG_FORK_RESOURCE_STALE, providers=stale, pid=os.getpid())
 
     def __enter__(self) -> TelemetryHandle:
         return self

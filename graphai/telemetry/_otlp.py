@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Final
 
+from graphai._dist import INSTALL_OTEL
 from graphai.errors import TelemetryConfigError
 from graphai.telemetry import env
 
@@ -33,9 +34,7 @@ __all__ = [
 
 PROTOCOLS: Final = ("grpc", "http/protobuf")
 SIGNALS: Final = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
-EXTRA_HINT: Final = (
-    'graphai.telemetry.configure() needs the [otel] extra: pip install "graphai-otel[otel]"'
-)
+EXTRA_HINT: Final = f"graphai.telemetry.configure() needs the [otel] extra: {INSTALL_OTEL}"
 
 
 def extra_missing(exc: ImportError) -> ImportError | None:

@@ -9,8 +9,10 @@ of workers serves it. The two timeouts are module globals read at each use (test
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
+import os
 import queue
 import selectors
 import socket
@@ -27,9 +29,22 @@ from graphai.telemetry.runtime import active_streams
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricReader
 
-__all__ = ["start_prometheus"]
+__all__ = ["GRAPHAI_PROMETHEUS_PORTS", "ports_from_env", "reopen_after_fork", "start_prometheus"]
 
 LOG_PROMETHEUS_FAILED: Final = N.LOG_PROMETHEUS_FAILED
+LOG_PROMETHEUS_STARTED: Final = "telemetry.prometheus_started"
+"""Info: the ``/metrics`` endpoint is listening (``addr``; ``fallback_from`` when the first port
+of a ``GRAPHAI_PROMETHEUS_PORTS`` range was taken; ``after_fork`` in a forked child)."""
+GRAPHAI_PROMETHEUS_PORTS: Final = "GRAPHAI_PROMETHEUS_PORTS"
+"""How many consecutive ports, from the port of ``GRAPHAI_PROMETHEUS_ADDR``, ``configure()`` tries
+for ``/metrics``; the first free one is used (one per worker of a multi-process server).
+Default ``1``: only that port (docs/operations.md, "Multi-worker servers")."""
+MAX_PROMETHEUS_PORTS: Final = 1024
+MULTIWORKER_HINT: Final = (
+    "the port is taken, often by another worker of the same server (uvicorn --workers, "
+    "gunicorn): set GRAPHAI_PROMETHEUS_PORTS to the number of workers (one port each) or push "
+    "metrics with OTLP; see docs/operations.md, 'Multi-worker servers'"
+)
 
 _METRICS_HEAD_TIMEOUT_S: float = 5.0  # accept -> end of the headers (slow-loris bound); then closed
 _METRICS_IO_TIMEOUT_S: float = 5.0  # each send/recv while a worker serves the request
@@ -299,13 +314,33 @@ class _MetricsDispatcher:
         for s in (self._wake_r, self._wake_w):
             _close_socket(s)
 
+    def abandon(self) -> None:
+        """In a child after ``fork()``: the loop and worker threads do not exist here, and
+        every socket is shared with the parent, whose server still runs. Close this process's
+        descriptors only: no ``shutdown()`` (it would cut the parent's connections), no wake-up
+        byte, no lock (one may have been held by a thread that did not survive the fork)."""
+        self._stopping = True
+        self._workers = []
+        socks = [p.sock for p in self._pending.values()] + list(self._busy)
+        self._pending, self._busy = {}, set()
+        with contextlib.suppress(Exception):
+            while True:
+                item = self._ready.get_nowait()
+                if item is not None:
+                    socks.append(item[0])
+        for sock in (*socks, self._wake_r, self._wake_w, self._listener):
+            with contextlib.suppress(OSError):
+                sock.close()
+
 
 def start_prometheus(
-    host: str, port: int
+    host: str, port: int, ports: int = 1
 ) -> tuple[MetricReader, WSGIServer, threading.Thread] | None:
     """A ``PrometheusMetricReader`` on its own registry, served on ``host:port`` (``/metrics``,
     plus ``/streams``: the in-flight node runs as JSON); ``None`` (with a warning) if the
-    server cannot start: telemetry must not stop the application.
+    server cannot start: telemetry must not stop the application. With ``ports`` > 1 the
+    first free port of ``port .. port + ports - 1`` is taken (one per worker of a
+    multi-process server); the bound address is logged (``telemetry.prometheus_started``).
 
     The server is a :class:`_MetricsDispatcher`: a stuck or slow client holds no worker, at
     most ``_METRICS_WORKERS`` threads serve requests, GET and HEAD only, and an exception while
@@ -361,6 +396,7 @@ def start_prometheus(
     class Server(WSGIServer):
         request_queue_size = _METRICS_BACKLOG
         dispatcher: _MetricsDispatcher | None = None  # None until bound
+        graphai_rebind: Any = None  # what reopen_after_fork() needs to serve it again
 
         def __init__(self, *args: Any, **kw: Any) -> None:
             super().__init__(*args, **kw)
@@ -389,12 +425,107 @@ def start_prometheus(
             if self.dispatcher is not None:
                 self.dispatcher.close()
 
-    try:
-        Server.address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        server = make_server(host, port, app, Server, handler_class=Handler)
-    except OSError as exc:
-        log_event("warning", LOG_PROMETHEUS_FAILED, addr=f"{host}:{port}", error=str(exc))
+    server = _bind(host, port, ports, app, Server, Handler)
+    if server is None:
         return None
+    reader = PrometheusMetricReader(registry=registry)
+    server.graphai_rebind = (host, port, ports, app, Server, Handler, registry, reader)
+    return reader, server, _serve(server)
+
+
+def _serve(server: WSGIServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name="graphai-metrics", daemon=True)
     thread.start()
-    return PrometheusMetricReader(registry=registry), server, thread
+    return thread
+
+
+def _bind(
+    host: str, port: int, ports: int, app: Any, server_cls: Any, handler: Any, **log: Any
+) -> Any:
+    """The server bound to the first free port of ``port .. port + ports - 1`` (only ``port``
+    when it is 0), logged; ``None`` with a warning if none could be bound."""
+    candidates = [port] if port == 0 else list(range(port, min(port + max(ports, 1), 65536)))
+    last: OSError | None = None
+    in_use = True
+    for candidate in candidates:
+        try:
+            server_cls.address_family = socket.getaddrinfo(
+                host, candidate, type=socket.SOCK_STREAM
+            )[0][0]
+            server = make_server(host, candidate, app, server_cls, handler_class=handler)
+        except OSError as exc:
+            last = exc
+            in_use = exc.errno in (errno.EADDRINUSE, errno.EACCES)
+            if not in_use:  # not a port problem (bad host, say): the next port fails the same
+                break
+            continue
+        bound = int(server.server_address[1])
+        extra = {} if candidate == port else {"fallback_from": f"{host}:{port}"}
+        if ports > 1:
+            extra["ports"] = f"{port}-{candidates[-1]}"
+        log_event(
+            "info", LOG_PROMETHEUS_STARTED, addr=_addr(host, bound), pid=os.getpid(), **extra, **log
+        )
+        return server
+    fields: dict[str, Any] = {"addr": f"{host}:{port}", "error": str(last), **log}
+    if len(candidates) > 1:
+        fields["ports"] = f"{port}-{candidates[-1]}"
+    if in_use:
+        fields["hint"] = MULTIWORKER_HINT
+    log_event("warning", LOG_PROMETHEUS_FAILED, **fields)
+    return None
+
+
+def _addr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def reopen_after_fork(server: WSGIServer) -> tuple[WSGIServer, threading.Thread] | None:
+    """In a child after ``fork()``: drop the inherited endpoint (its threads did not survive)
+    without disturbing the parent's, and serve the same registry on a port of the same range
+    (``telemetry.prometheus_started ... after_fork=True``), or log ``telemetry.prometheus_failed``
+    and go on without one. ``None`` when no endpoint runs in the child."""
+    dispatcher = getattr(server, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.abandon()
+    else:
+        with contextlib.suppress(OSError):
+            server.socket.close()
+    rebind = getattr(server, "graphai_rebind", None)
+    if rebind is None:
+        return None
+    host, port, ports, app, server_cls, handler, registry, reader = rebind
+    if hasattr(registry, "_lock"):  # a scrape in flight at fork time would hold it forever
+        registry._lock = threading.Lock()  # noqa: SLF001
+    collector = getattr(reader, "_collector", None)
+    if collector is not None and hasattr(collector, "_target_info"):
+        collector._target_info = None  # noqa: SLF001 (built once from the resource)
+    new = _bind(host, port, ports, app, server_cls, handler, after_fork=True)
+    if new is None:
+        return None
+    new.graphai_rebind = rebind
+    return new, _serve(new)
+
+
+def ports_from_env() -> int:
+    """``GRAPHAI_PROMETHEUS_PORTS`` (default 1); raises ``TelemetryConfigError`` naming it."""
+    raw = os.environ.get(GRAPHAI_PROMETHEUS_PORTS, "")
+    value = raw.strip()
+    if not value:
+        return 1
+    number: Any = int(value) if value.isascii() and value.isdigit() else raw
+    return check_ports(number, GRAPHAI_PROMETHEUS_PORTS)
+
+
+def check_ports(value: Any, name: str = "prometheus_ports") -> int:
+    from graphai.errors import TelemetryConfigError
+
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 < value <= MAX_PROMETHEUS_PORTS
+    ):
+        raise TelemetryConfigError(
+            f"{name}={value!r}: expected a number of ports from 1 to {MAX_PROMETHEUS_PORTS}"
+        )
+    return value

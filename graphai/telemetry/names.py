@@ -1,9 +1,9 @@
 """
 Every span, attribute, event and metric name graphai emits, with units and bucket sets.
 
-This module is the contract of ``spec/TELEMETRY.md``: dashboards, alert rules, docs and users'
-queries rely on these names. ``tests/test_telemetry_docs.py`` keeps ``docs/telemetry.md`` in
-sync with it.
+This module is the telemetry contract (documented in ``docs/telemetry.md``): dashboards, alert
+rules, docs and users' queries rely on these names. ``tests/test_telemetry_docs.py`` keeps
+``docs/telemetry.md`` in sync with it.
 """
 
 from __future__ import annotations
@@ -170,6 +170,10 @@ LOG_EXPORT_FAILED: Final = "telemetry.export_failed"
 """Warning: an OTLP export failed (at most once a minute per signal, with the failure count)."""
 LOG_PROVIDERS_EXIST: Final = "telemetry.providers_exist"
 """Warning: the application already set global providers; configure() uses them as they are."""
+NOT_STARTED_PROMETHEUS: Final = "prometheus /metrics"
+"""``not_started`` entry of ``telemetry.providers_exist``: adopted meter provider, no endpoint."""
+NOT_STARTED_OTLP: Final = "otlp exporters"
+"""``not_started`` entry of ``telemetry.providers_exist``: OTLP was configured, none was added."""
 LOG_PROMETHEUS_FAILED: Final = "telemetry.prometheus_failed"
 """Warning: the ``/metrics`` endpoint could not be started (address in use, say)."""
 LOG_ALREADY_INSTRUMENTED: Final = "telemetry.already_instrumented"

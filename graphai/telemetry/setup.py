@@ -37,7 +37,12 @@ try:  # the [otel] extra
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.resources import (
+        SERVICE_INSTANCE_ID,
+        SERVICE_NAME,
+        OTELResourceDetector,
+        Resource,
+    )
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 except ImportError as _exc:
@@ -47,8 +52,13 @@ from graphai._log import log_event
 from graphai.errors import TelemetryConfigError
 from graphai.telemetry import _otlp, env
 from graphai.telemetry import names as N
-from graphai.telemetry._handle import TelemetryHandle, is_retired, take_instrumentation
-from graphai.telemetry._prometheus import start_prometheus
+from graphai.telemetry._handle import (
+    TelemetryHandle,
+    default_instance_id,
+    is_retired,
+    take_instrumentation,
+)
+from graphai.telemetry._prometheus import check_ports, ports_from_env, start_prometheus
 from graphai.telemetry._watch import WatchedLogExporter, WatchedMetricExporter, WatchedSpanExporter
 from graphai.telemetry.otel_logs import OTelLogsProcessor
 from graphai.telemetry.runtime import instrument, is_instrumented
@@ -81,6 +91,20 @@ def _prometheus_target(prometheus_addr: str | Literal[False] | None) -> tuple[st
     return env.parse_addr(prometheus_addr, "prometheus_addr")
 
 
+def _resource(service_name: str | None) -> tuple[Resource, bool]:
+    """The SDK resource, plus ``service.instance.id`` = ``<hostname>-<pid>`` unless
+    ``OTEL_RESOURCE_ATTRIBUTES`` sets one; and whether graphai chose it (then a forked child
+    renews it). Every worker of a multi-process server thus reports under its own id."""
+    resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
+    try:
+        user_set = SERVICE_INSTANCE_ID in OTELResourceDetector().detect().attributes
+    except Exception:  # a malformed variable: the SDK already warned about it
+        user_set = False
+    if user_set:
+        return resource, False
+    return resource.merge(Resource({SERVICE_INSTANCE_ID: default_instance_id()})), True
+
+
 def _unset(provider: object) -> bool:
     return type(provider).__name__ in _NOOP_PROVIDERS
 
@@ -95,6 +119,7 @@ def configure(
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
     prometheus_addr: str | Literal[False] | None = None,
+    prometheus_ports: int | None = None,
     traces: bool = True,
     metrics: bool = True,
     logs: bool = True,
@@ -135,8 +160,14 @@ def configure(
             ``OTEL_EXPORTER_OTLP_PROTOCOL``.
         prometheus_addr: ``host:port`` of the ``/metrics`` endpoint (port ``0`` picks a free
             one); ``None`` reads ``GRAPHAI_PROMETHEUS_ADDR`` (default ``127.0.0.1:9464``);
-            ``False`` or ``""`` starts none. A port in use logs ``telemetry.prometheus_failed``
-            and continues without the endpoint.
+            ``False`` or ``""`` starts none. The bound address is logged
+            (``telemetry.prometheus_started``). A port in use logs ``telemetry.prometheus_failed``
+            (naming docs/operations.md, "Multi-worker servers") and continues without it.
+        prometheus_ports: how many consecutive ports, from the one of ``prometheus_addr``, to
+            try; the first free one is used: one ``/metrics`` per worker of ``uvicorn
+            --workers N`` / gunicorn with ``N``. ``None`` reads ``GRAPHAI_PROMETHEUS_PORTS``
+            (default 1: that port only, so a scrape config never silently points at another
+            process).
         traces, metrics, logs: set up this signal; ``False`` builds nothing for it (graphai then
             follows the global provider, a no-op unless the application sets one).
         tracer_provider, meter_provider, logger_provider: use these instead of building them.
@@ -168,6 +199,7 @@ def configure(
     env.from_env(strict=True)
     env.check_otel_env()
     target = _prometheus_target(prometheus_addr) if metrics else None
+    ports = ports_from_env() if prometheus_ports is None else check_ports(prometheus_ports)
     # all checked, some used
     protocols = {s: _otlp.select_protocol(s, otlp_protocol) for s in _otlp.SIGNALS}
     protocols = {s: p for s, p in protocols.items() if _otlp.otlp_wanted(s, otlp_endpoint)}
@@ -183,7 +215,7 @@ def configure(
             f"metric_export_interval_ms={interval!r}: expected a number of milliseconds > 0 or None"
         )
 
-    resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
+    resource, instance_id_auto = _resource(service_name)
     existing: list[str] = []
     owned: list[Any] = []
     server: WSGIServer | None = None
@@ -220,7 +252,7 @@ def configure(
                     )
                 )
             if target is not None:
-                started = start_prometheus(*target)
+                started = start_prometheus(*target, ports)
                 if started is not None:
                     reader, server, thread = started
                     readers.append(reader)
@@ -257,9 +289,29 @@ def configure(
         server=server,
         server_thread=thread,
         restore_instrumented=is_instrumented(),
+        instance_id_auto=instance_id_auto
+        and any(p in owned for p in (tp, mp, lp) if p is not None),
     )
-    if existing:
-        log_event("warning", LOG_PROVIDERS_EXIST, signals=existing, action="used as they are")
+    if existing:  # say what the adopted providers cost: a team scraping /metrics must know
+        not_started = [
+            *([N.NOT_STARTED_PROMETHEUS] if "metrics" in existing and target is not None else []),
+            *([N.NOT_STARTED_OTLP] if any(s in protocols for s in existing) else []),
+        ]
+        log_event(
+            "warning",
+            LOG_PROVIDERS_EXIST,
+            signals=existing,
+            action="used as they are",
+            not_started=not_started,
+            hint=(
+                "set OTEL_METRICS_EXPORTER=prometheus (opentelemetry-instrument starts its own"
+                " /metrics on OTEL_EXPORTER_PROMETHEUS_PORT) or pass a PrometheusMetricReader"
+                " to your MeterProvider"
+                if N.NOT_STARTED_PROMETHEUS in not_started
+                else "exporters come from the existing providers (under opentelemetry-instrument:"
+                " OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_LOGS_EXPORTER)"
+            ),
+        )
     instrument(tracer_provider=tp, meter_provider=mp)
     take_instrumentation(handle)
     return handle

@@ -33,6 +33,8 @@ import structlog
 from structlog.testing import LogCapture
 from structlog.typing import EventDict, Processor
 
+from graphai._dist import INSTALL_OTEL
+
 try:  # the [otel] extra
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
@@ -48,7 +50,7 @@ try:  # the [otel] extra
 except ImportError as _exc:  # pragma: no cover - exercised without the extra only
     raise ImportError(
         "graphai.telemetry.testing needs the OpenTelemetry SDK, the [otel] extra: "
-        f'pip install "graphai-otel[otel]" (missing: {_exc.name or _exc})',
+        f"{INSTALL_OTEL} (missing: {_exc.name or _exc})",
         name=_exc.name,
     ) from _exc
 

@@ -1,8 +1,10 @@
-"""Compatibility with graphai-lib 0.0.12: the behavioural acceptance checks of
-``reference/upstream-graphai.md`` section 7 (and the details of sections 2 and 3) that
-``spec/ENGINE.md`` keeps, with upstream's exact values and messages, one module per feature.
+"""Compatibility with graphai-lib 0.0.12: the behaviours of upstream graphai-lib 0.0.12 that
+graphai keeps, with upstream's exact values and messages, one module per feature. "Check N"
+and "section N" in the docstrings are labels from the behaviour checklist these tests were
+written from (that checklist is not part of this repository); each test's name and docstring
+says the behaviour itself.
 
-Section 7 "Quirk" checks that ENGINE.md fixes (caller input mutated, join edges ignored by
-``compile()``, ``token_format`` ignored, the callback left open) are asserted here as the fixed
-behaviour; ``tests/test_fixes.py`` has the tests that prove each fix differs from upstream.
+The "quirk" checks that graphai fixes (``docs/differences.md``, "The 12 fixes": caller input
+mutated, join edges ignored by ``compile()``, ``token_format`` ignored, the callback left open)
+are asserted here as the fixed behaviour; ``tests/test_fixes.py`` has the tests that prove each fix differs from upstream.
 """

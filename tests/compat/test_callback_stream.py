@@ -2,7 +2,7 @@
 The token stream of a graph run in graphai-lib 0.0.12 (section 7 checks 31-33, 37, 38, section
 3.1): the exact marker sequence, stream nodes only, END last, duck-typed callbacks, and the
 special-token formats. The quirks of checks 33 (``token_format`` ignored) and 38 (no END without
-a stream node) are asserted as fixed (ENGINE.md fixes 1, 3); ``tests/test_fixes.py`` proves the
+a stream node) are asserted as fixed (``docs/differences.md`` fixes 1, 3); ``tests/test_fixes.py`` proves the
 difference.
 """
 
@@ -96,7 +96,7 @@ class TestGraphStream:
         assert items[3] == 42
 
     async def test_graph_without_streaming_node_streams_only_end(self):
-        """Check 38, fixed (ENGINE.md fix 1)."""
+        """Check 38, fixed (docs/differences.md fix 1)."""
 
         @node(start=True, end=True)
         async def plain():
@@ -206,7 +206,7 @@ class TestCallbackFormats:
         ]
 
     async def test_token_format_is_applied(self):
-        """Check 33's `token_format` quirk, fixed (ENGINE.md fix 3)."""
+        """Check 33's `token_format` quirk, fixed (docs/differences.md fix 3)."""
         cb = Callback(token_format="<<{token}>>")
         assert await self._markers(cb) == [
             "<graphai:n:start:>",

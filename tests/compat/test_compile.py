@@ -2,7 +2,7 @@
 ``Graph.compile()`` of graphai-lib 0.0.12 (section 7 checks 15, 16, 18, 28, section 2.4): its
 validation errors and messages, ``strict=True`` cycle detection, what counts as reachable.
 Check 28's quirk (join edges ignored by ``compile()``) and check 18's ``set_end_node`` quirk are
-asserted as fixed (ENGINE.md fix 5); ``tests/test_fixes.py`` proves the difference.
+asserted as fixed (``docs/differences.md`` fix 5); ``tests/test_fixes.py`` proves the difference.
 """
 
 import asyncio
@@ -81,7 +81,7 @@ class TestCompile:
         assert g.compile(strict=True) is g
 
     def test_join_destination_counts_as_reachable(self):
-        """Check 28, fixed (ENGINE.md fix 5)."""
+        """Check 28, fixed (docs/differences.md fix 5)."""
         a, b, c, end = _nodes()
         g = Graph().add_node(a).add_node(b).add_node(c).add_node(end)
         g.add_parallel(a, [b, c]).add_join([b, c], end)
@@ -97,7 +97,7 @@ class TestCompile:
         assert str(ei.value) == "No outgoing edge found for current node 'b'."
 
     async def test_set_end_node_makes_the_node_terminal(self):
-        """Check 18's `set_end_node` quirk, fixed with ENGINE.md fix 5: a node that
+        """Check 18's `set_end_node` quirk, fixed with docs/differences.md fix 5: a node that
         `compile()` accepts as the end node also ends the run."""
         a, b, _, _ = _nodes()
         g = Graph().add_node(a).add_node(b).add_edge(a, b).set_end_node(b)

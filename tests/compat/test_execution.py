@@ -2,7 +2,7 @@
 Executing a graph as graphai-lib 0.0.12 does (section 7 checks 2-10 and 40, section 2.1):
 signature-filtered arguments and defaults, the ``input``/``upstream``/``state``/``callback``
 parameters, output merging, upstream's error messages, ``execute_many``. Check 10's quirk (the
-caller's input mutated) is asserted as fixed (ENGINE.md fix 4); ``tests/test_fixes.py`` proves
+caller's input mutated) is asserted as fixed (``docs/differences.md`` fix 4); ``tests/test_fixes.py`` proves
 the difference from upstream.
 """
 
@@ -193,7 +193,7 @@ class TestDataFlow:
         assert g.get_state() == {"count": 2}
 
     async def test_stream_start_node_with_state_does_not_touch_caller_input(self):
-        """Check 10, fixed (ENGINE.md fix 4): no `callback`/`state` added to the caller's
+        """Check 10, fixed (docs/differences.md fix 4): no `callback`/`state` added to the caller's
         dict, and neither key (nor `upstream`) in the result."""
 
         @node(start=True, end=True, stream=True)

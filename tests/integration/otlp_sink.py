@@ -9,8 +9,8 @@ bound are printed on the first stdout line).
   gzip), ``GET /healthz`` (readiness), ``GET /debug/{traces,metrics,logs}`` (everything received,
   as a JSON list of OTLP/JSON export requests) and ``POST /debug/reset``.
 
-Built from ``opentelemetry-proto`` + ``grpcio`` only (no Collector binary runs on our CI
-machines; see ``shared/reference/infra.md`` §2c). Stops cleanly on SIGTERM/SIGINT.
+Built from ``opentelemetry-proto`` + ``grpcio`` only (no Collector binary is installed on the
+CI machines, so the tests cannot rely on one). Stops cleanly on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations

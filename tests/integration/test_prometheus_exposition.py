@@ -74,7 +74,7 @@ def _series(text: str) -> dict[str, list[str]]:
     return out
 
 
-# Contract series (spec/TELEMETRY.md "Metrics") recorded by one streaming llm node run.
+# Contract series (docs/telemetry.md "Metrics") recorded by one streaming llm node run.
 HISTOGRAMS = [
     N.METRICS[name][4]
     for name in (

@@ -1,5 +1,5 @@
 """
-Telemetry never breaks the graph (``spec/TELEMETRY.md`` principle 7), with real exporters.
+Telemetry never breaks the graph (``docs/reliability.md``), with real exporters.
 
 An OTLP endpoint that is down (a closed loopback port), slow (a server that accepts and never
 answers) or failing (HTTP 500 / gRPC UNAVAILABLE), over gRPC and HTTP, behind a real

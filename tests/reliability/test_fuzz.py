@@ -51,8 +51,8 @@ RANDOM = os.environ.get("GRAPHAI_FUZZ_RANDOM", "").strip().lower() in ("1", "tru
 RUN_TIMEOUT_S = 5.0
 END = "<graphai:END:>"
 
-# exceptions the engine documents for bad graphs and bad input (spec/ENGINE.md, errors.py,
-# upstream §2.3: AssertionError without a start node, KeyError('choice') from a router)
+# exceptions the engine documents for bad graphs and bad input (graphai/errors.py, and as in
+# graphai-lib 0.0.12: AssertionError without a start node, KeyError('choice') from a router)
 DOCUMENTED = (GraphError, ValueError, TypeError, KeyError, AssertionError)
 
 

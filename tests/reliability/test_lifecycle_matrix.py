@@ -15,7 +15,8 @@ a streaming node inside parallel paths, and a streaming node inside a branch pip
 two outcomes wrap the placement once more (a branch, or parallel paths, around it), so every
 cell exercises a different shape.
 
-For every cell (``spec/TELEMETRY.md`` principles 2, 3 and 7; ``spec/ENGINE.md`` fix 1):
+For every cell (each run closes its telemetry once, telemetry changes no result and never breaks
+the graph; fix 1 of ``docs/differences.md``, the stream always ends):
 
 - no wait is unbounded and the consumer never hangs;
 - every started span ends exactly once, and only the nodes that ran have spans;

@@ -1,0 +1,255 @@
+"""
+Multi-worker servers (docs/operations.md, "Multi-worker servers").
+
+In process: ``prometheus_ports`` / ``GRAPHAI_PROMETHEUS_PORTS`` (first free port of a range,
+logged), the failure message a taken port gives, and ``service.instance.id``.
+
+Live: the FastAPI SSE example under a real ``uvicorn --workers 2``, each worker on its own
+``/metrics`` port of a ``GRAPHAI_PROMETHEUS_PORTS=2`` range, SSE requests served by both
+workers, and Debian's Prometheus scraping both as separate targets: the runs query sums to
+exactly the number of runs, and ``target_info`` carries one ``service.instance.id`` per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from graphai import _hooks
+from graphai.errors import TelemetryConfigError
+from graphai.telemetry._prometheus import GRAPHAI_PROMETHEUS_PORTS, LOG_PROMETHEUS_STARTED
+from graphai.telemetry.setup import TelemetryHandle, configure
+from tests._tools import free_port, poll
+from tests.integration.prom_fixtures import run_prometheus
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = 2
+RUNS = 20
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for k in list(os.environ):
+        if k.startswith(("OTEL_", "GRAPHAI_")):
+            monkeypatch.delenv(k)
+    before = _hooks.get_instrumentation()
+    yield
+    _hooks.set_instrumentation(before)
+
+
+@pytest.fixture
+def handles() -> Iterator[list[TelemetryHandle]]:
+    made: list[TelemetryHandle] = []
+    yield made
+    for h in made:
+        h.shutdown(timeout_s=2)
+
+
+def free_range(n: int) -> int:
+    """A base port whose ``n`` consecutive ports are free now."""
+    for _ in range(50):
+        base = free_port()
+        if base + n > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def local(made: list[TelemetryHandle], **kw: Any) -> TelemetryHandle:
+    kw.setdefault("set_global", False)
+    h = configure(**kw)
+    made.append(h)
+    return h
+
+
+# -- in process ------------------------------------------------------------------------------
+def test_port_range_takes_the_next_free_port_and_logs_it(handles: list[TelemetryHandle]) -> None:
+    base = free_range(3)
+    with structlog.testing.capture_logs() as logs:
+        a = local(handles, prometheus_addr=f"127.0.0.1:{base}", prometheus_ports=3)
+        b = local(handles, prometheus_addr=f"127.0.0.1:{base}", prometheus_ports=3)
+    assert (a.prometheus_addr, b.prometheus_addr) == (f"127.0.0.1:{base}", f"127.0.0.1:{base + 1}")
+    started = [e for e in logs if e["event"] == LOG_PROMETHEUS_STARTED]
+    assert [e["addr"] for e in started] == [a.prometheus_addr, b.prometheus_addr]
+    assert started[1]["fallback_from"] == f"127.0.0.1:{base}"
+    assert all(e["log_level"] == "info" and e["pid"] == os.getpid() for e in started)
+
+
+def test_port_range_from_the_environment(
+    handles: list[TelemetryHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = free_range(2)
+    monkeypatch.setenv("GRAPHAI_PROMETHEUS_ADDR", f"127.0.0.1:{base}")
+    monkeypatch.setenv(GRAPHAI_PROMETHEUS_PORTS, "2")
+    a, b, c = (local(handles) for _ in range(3))
+    assert [h.prometheus_addr for h in (a, b)] == [f"127.0.0.1:{base}", f"127.0.0.1:{base + 1}"]
+    assert c.prometheus_addr is None  # the range is full
+
+
+def test_a_taken_port_names_the_multiworker_section(handles: list[TelemetryHandle]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with structlog.testing.capture_logs() as logs:
+            h = local(handles, prometheus_addr=f"127.0.0.1:{port}")
+    assert h.prometheus_addr is None
+    (failed,) = [e for e in logs if e["event"] == "telemetry.prometheus_failed"]
+    assert "Multi-worker servers" in failed["hint"] and GRAPHAI_PROMETHEUS_PORTS in failed["hint"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1025"])
+def test_invalid_ports_variable_names_it(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(GRAPHAI_PROMETHEUS_PORTS, value)
+    with pytest.raises(TelemetryConfigError, match=GRAPHAI_PROMETHEUS_PORTS):
+        configure(set_global=False, prometheus_addr="127.0.0.1:0")
+
+
+@pytest.mark.parametrize("value", [0, True, 2.0, "2"])
+def test_invalid_ports_argument(value: Any) -> None:
+    with pytest.raises(TelemetryConfigError, match="prometheus_ports"):
+        configure(set_global=False, prometheus_addr="127.0.0.1:0", prometheus_ports=value)
+
+
+def _instance_id(h: TelemetryHandle) -> Any:
+    return h.tracer_provider.resource.attributes.get("service.instance.id")  # type: ignore[union-attr]
+
+
+def test_instance_id_defaults_to_host_and_pid(handles: list[TelemetryHandle]) -> None:
+    h = local(handles, prometheus_addr=False)
+    assert _instance_id(h) == f"{socket.gethostname()}-{os.getpid()}"
+
+
+def test_instance_id_from_otel_resource_attributes_wins(
+    handles: list[TelemetryHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=pod-7,deployment=x")
+    h = local(handles, prometheus_addr=False)
+    assert _instance_id(h) == "pod-7"
+
+
+# -- live: uvicorn --workers 2 + Prometheus -----------------------------------------------------
+def _get(url: str, timeout: float = 2.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return bytes(resp.read())
+
+
+async def _stream_all(url: str, n: int) -> list[tuple[str, str]]:
+    """``n`` concurrent SSE requests; (worker pid header, body) each."""
+    import httpx
+
+    async def one(client: httpx.AsyncClient, i: int) -> tuple[str, str]:
+        payload = {"query": f"q{i}", "delay": 0.03}  # ~0.4 s per stream: they overlap
+        async with client.stream("POST", f"{url}/stream", json=payload) as resp:
+            assert resp.status_code == 200
+            body = (await resp.aread()).decode()
+            return resp.headers["x-worker-pid"], body
+
+    async with httpx.AsyncClient(timeout=20) as client:
+        return list(await asyncio.gather(*(one(client, i) for i in range(n))))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_uvicorn_workers_each_expose_metrics_and_prometheus_counts_every_run(
+    tmp_path: Path,
+) -> None:
+    if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("httpx") is None:
+        pytest.skip("uvicorn and httpx are needed (pip install uvicorn httpx)")
+    t0 = time.monotonic()
+    base, app_port = free_range(WORKERS), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GRAPHAI_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        GRAPHAI_PROMETHEUS_ADDR=f"127.0.0.1:{base}",
+        GRAPHAI_PROMETHEUS_PORTS=str(WORKERS),
+    )
+    log = tmp_path / "uvicorn.log"
+    cmd = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "examples"), "--factory",
+        "fastapi_sse:serve_app", "--workers", str(WORKERS), "--host", "127.0.0.1",
+        "--port", str(app_port), "--no-access-log",
+    ]  # fmt: skip
+    metrics = [f"127.0.0.1:{p}" for p in range(base, base + WORKERS)]
+    url = f"http://127.0.0.1:{app_port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
+    try:
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"uvicorn exited with rc {proc.returncode}:\n{log.read_text()[-3000:]}")
+            for addr in metrics:
+                _get(f"http://{addr}/metrics")
+            return bool(_get(f"{url}/whoami"))
+
+        poll(up, 30, interval=0.2, what="uvicorn workers and their /metrics endpoints")
+
+        # every worker serves some of the streams (concurrent streams spread over the workers)
+        served: list[tuple[str, str]] = []
+        while len({pid for pid, _ in served}) < WORKERS and time.monotonic() - t0 < 40:
+            served += asyncio.run(_stream_all(url, RUNS))
+        pids = {pid for pid, _ in served}
+        assert len(pids) == WORKERS, f"all {len(served)} streams landed on workers {pids}"
+        for _, body in served:
+            assert "original payment method" in body.replace("data: ", "").replace("\n", "")
+
+        with run_prometheus(tmp_path / "prom", metrics, rule_files=[]) as prom:
+            poll(prom.targets_up, 20, interval=0.2, what="both worker targets up")
+            runs_by_graph = 'sum by (graphai_graph_name) (graphai_graph_duration_seconds_count{job="graphai"})'
+
+            def counted() -> list[dict[str, Any]] | None:
+                res = prom.query(runs_by_graph)
+                return res if res and float(res[0]["value"][1]) == len(served) else None
+
+            res = poll(counted, 20, interval=0.2, what=f"Prometheus counting {len(served)} runs")
+            assert [r["metric"]["graphai_graph_name"] for r in res] == ["sse-demo"]
+            per_instance = prom.query(
+                'sum by (instance) (graphai_graph_duration_seconds_count{job="graphai"})'
+            )
+            assert sorted(r["metric"]["instance"] for r in per_instance) == sorted(metrics)
+            assert all(float(r["value"][1]) > 0 for r in per_instance), per_instance
+            ids = {
+                r["metric"]["instance"]: r["metric"]["service_instance_id"]
+                for r in prom.query('target_info{job="graphai"}')
+            }
+            assert sorted(ids) == sorted(metrics), ids
+            host = socket.gethostname()
+            assert sorted(ids.values()) == sorted(f"{host}-{pid}" for pid in pids), ids
+        assert log.read_text().count("telemetry.prometheus_started") == WORKERS, log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    print(f"multi-worker live test: {time.monotonic() - t0:.1f}s, {len(served)} runs", json.dumps(ids))
