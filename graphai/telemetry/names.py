@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from graphai import _hooks, _log
+from graphai import _dist, _hooks, _log
 
 SCOPE: Final = "graphai"
 """Instrumentation scope name of the tracer and the meter (version = package version)."""
@@ -184,6 +184,8 @@ LOG_BRANCH_FAILED: Final = _log.LOG_BRANCH_FAILED
 LOG_BRANCH_CONDITION_FAILED: Final = _log.LOG_BRANCH_CONDITION_FAILED
 LOG_CLOSE_FAILED: Final = _log.LOG_CLOSE_FAILED
 LOG_LATE_TOKEN: Final = _log.LOG_LATE_TOKEN
+LOG_INSTALL_CONFLICT: Final = _dist.LOG_INSTALL_CONFLICT
+"""Warning: graphai-lib is installed beside graphai (both own ``graphai/``); with the fix."""
 LOG_INTERNAL_ERROR: Final = "telemetry.internal_error"
 """Warning: a failure inside graphai's telemetry; the graph carries on. At most once a minute
 per place, with ``suppressed`` = the failures not logged since the last line."""
