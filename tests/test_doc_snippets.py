@@ -221,6 +221,10 @@ def enough(token) -> bool:  # stop at the first item
     ),
     ("docs/differences.md", 'python -c "import graphai._dist as d; raise SystemExit(d.main())"'):
         Fixture(shell_ok=True),
+    # -- docs/operations.md -------------------------------------------------------------------
+    ("docs/operations.md", "make stack        # build (cached) and run tests/stack"): Fixture(
+        skip="make stack: runs tests/stack, which make test runs anyway (this test included)",
+    ),
     # -- docs/reliability.md -------------------------------------------------------------------
     ("docs/reliability.md", ".venv/bin/python -m pytest tests/reliability -q -p no:randomly"
                             "        # about 30 s on 2 cores"): Fixture(
