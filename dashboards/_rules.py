@@ -214,7 +214,9 @@ def _alerts(p: Params) -> list[dict[str, Any]]:
         _alert(
             p,
             "GraphaiStreamStalled",
-            f"max by ({', '.join(BY_NODE)}) ({Scope(p.selector).sel(STREAM_STALLED)}) > 0",
+            # sum, not max: the gauge counts streams per worker process; the alert (and its
+            # "N stream(s)") is about the node across every instance of the job
+            f"sum by ({', '.join(BY_NODE)}) ({Scope(p.selector).sel(STREAM_STALLED)}) > 0",
             p.stalls.for_,
             "warning",
             "Streams of node {{ $labels.graphai_node_name }} are stalled",
@@ -235,6 +237,8 @@ def _alerts(p: Params) -> list[dict[str, Any]]:
         _alert(
             p,
             "GraphaiTelemetryLabelOverflow",
+            # max, not sum: every worker folds the same values, so a sum would multiply the
+            # count by the number of workers
             f"max by ({JOB}, {OVERFLOW_ATTRIBUTE}) ({Scope(p.selector).sel(LABEL_OVERFLOW)}) > 0",
             "",
             "info",

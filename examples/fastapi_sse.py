@@ -22,15 +22,28 @@ Run it (``pip install uvicorn`` first)::
 
 Telemetry: ``graphai.telemetry.configure()`` (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set,
 Prometheus ``/metrics`` on 127.0.0.1:9464).
+
+Several worker processes (docs/operations.md, "Multi-worker servers"): ``serve_app`` is an app
+factory that each worker calls, so each configures its own telemetry (its own
+``service.instance.id`` and, with ``GRAPHAI_PROMETHEUS_PORTS``, its own ``/metrics`` port)::
+
+    GRAPHAI_PROMETHEUS_ADDR=127.0.0.1:9464 GRAPHAI_PROMETHEUS_PORTS=2 \
+        uvicorn --app-dir examples --factory fastapi_sse:serve_app --workers 2 --port 8000
+    curl localhost:8000/whoami     # the worker's pid, service.instance.id and /metrics address
+
+Every SSE response also names the worker that served it (``X-Worker-Pid``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -118,7 +131,12 @@ class SSEResponse(StreamingResponse):
 
     def __init__(self, content: AsyncIterator[bytes]) -> None:
         super().__init__(
-            content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            content,
+            headers={
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+                "X-Worker-Pid": str(os.getpid()),  # which worker process served the stream
+            },
         )
         self._content = content
 
@@ -164,11 +182,35 @@ class Query(BaseModel):
     delay: float = 0.01
 
 
-def create_app(graph: Graph | None = None, tracer_provider: Any = None) -> FastAPI:
+def create_app(
+    graph: Graph | None = None, tracer_provider: Any = None, telemetry: Any = None
+) -> FastAPI:
     """The app. With ``opentelemetry-instrumentation-fastapi`` installed, requests get server
-    spans (from ``tracer_provider``, default: the global one) that the graph runs nest under."""
+    spans (from ``tracer_provider``, default: the global one) that the graph runs nest under.
+    ``telemetry``: a ``TelemetryHandle`` that ``/whoami`` describes and the app's shutdown
+    closes."""
     graph = graph or build_graph()
-    app = FastAPI(title="graphai SSE example")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if telemetry is not None:
+                telemetry.shutdown()
+
+    app = FastAPI(title="graphai SSE example", lifespan=lifespan)
+
+    @app.get("/whoami")
+    async def whoami() -> dict[str, Any]:
+        """This worker process: pid, ``service.instance.id``, its ``/metrics`` address."""
+        resource = getattr(getattr(telemetry, "tracer_provider", None), "resource", None)
+        attributes = dict(getattr(resource, "attributes", {}) or {})
+        return {
+            "pid": os.getpid(),
+            "service.instance.id": attributes.get("service.instance.id"),
+            "prometheus_addr": getattr(telemetry, "prometheus_addr", None),
+        }
 
     @app.post("/stream")
     async def stream(q: Query) -> SSEResponse:
@@ -195,6 +237,19 @@ def create_app(graph: Graph | None = None, tracer_provider: Any = None) -> FastA
             app, tracer_provider=tracer_provider, exclude_spans=["receive", "send"]
         )
     return app
+
+
+def serve_app() -> FastAPI:
+    """App factory for ``uvicorn --factory`` (and gunicorn's uvicorn workers): called in each
+    worker process, so each configures its own telemetry from the environment
+    (``GRAPHAI_PROMETHEUS_ADDR`` + ``GRAPHAI_PROMETHEUS_PORTS``: one ``/metrics`` port per
+    worker; ``OTEL_EXPORTER_OTLP_ENDPOINT``: OTLP push, told apart by ``service.instance.id``)."""
+    import graphai.telemetry
+
+    if not logging.getLogger().handlers:  # show telemetry.prometheus_started (the bound port)
+        logging.basicConfig(level=logging.INFO, format="%(process)d %(levelname)s %(message)s")
+    handle = graphai.telemetry.configure(service_name="graphai-sse-example")
+    return create_app(telemetry=handle)
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 SCENARIO = textwrap.dedent(
-    r'''
+    r"""
     import asyncio, json, logging, os, re, select, sys, time, urllib.request
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -128,7 +128,7 @@ SCENARIO = textwrap.dedent(
     print("RESULT " + json.dumps({"parent": parent, "children": results}), flush=True)
     ok = handle.shutdown(3)
     sys.exit(0 if ok else 4)
-    '''
+    """
 )
 
 

@@ -105,6 +105,7 @@ def test_environment_table(doc: str) -> None:
         env.GRAPHAI_STALL_AFTER_S: f"{defaults.stall_after_s:g}",
         env.GRAPHAI_METRICS_LABEL_LIMIT: str(defaults.label_limit),
         env.GRAPHAI_PROMETHEUS_ADDR: env.DEFAULT_PROMETHEUS_ADDR,
+        env.GRAPHAI_PROMETHEUS_PORTS: "1",
     }
     assert set(env.ALL) <= set(expected)
     for var, default in expected.items():

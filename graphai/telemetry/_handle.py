@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TelemetryHandle", "default_instance_id", "is_retired", "take_instrumentation"]
 
-LOG_FORK_RESOURCE_STALE = "telemetry.fork_resource_stale"
+LOG_FORK_RESOURCE_STALE = N.LOG_FORK_RESOURCE_STALE
 """Warning: in a forked child, ``service.instance.id`` could not be renewed (an SDK without
 ``_update_resource``): the child reports under its parent's id."""
 

@@ -46,6 +46,9 @@ GRAPHAI_METRICS_LABEL_LIMIT: Final = "GRAPHAI_METRICS_LABEL_LIMIT"
 """Distinct values per metric attribute before ``_OTHER``. Default ``256``."""
 GRAPHAI_PROMETHEUS_ADDR: Final = "GRAPHAI_PROMETHEUS_ADDR"
 """``host:port`` of the ``/metrics`` endpoint ``configure()`` starts. Default ``127.0.0.1:9464``."""
+GRAPHAI_PROMETHEUS_PORTS: Final = "GRAPHAI_PROMETHEUS_PORTS"
+"""How many consecutive ports, from the port of ``GRAPHAI_PROMETHEUS_ADDR``, ``configure()`` tries
+for ``/metrics`` (one per worker of a multi-process server). Default ``1``."""
 
 TOKEN_EVENT_POLICIES: Final = ("capped", "sampled", "all", "off")
 SAMPLED_HEAD: Final = 32
@@ -62,6 +65,7 @@ ALL: Final = (
     GRAPHAI_STALL_AFTER_S,
     GRAPHAI_METRICS_LABEL_LIMIT,
     GRAPHAI_PROMETHEUS_ADDR,
+    GRAPHAI_PROMETHEUS_PORTS,
 )
 
 _TRUE = ("1", "true", "yes", "on")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-import graphai.telemetry._prometheus as tprom
+import graphai.telemetry._http as tprom
 from graphai import Graph, _hooks, node
 from graphai.telemetry.setup import TelemetryHandle, configure
 from tests._tools import poll

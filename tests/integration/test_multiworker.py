@@ -153,6 +153,40 @@ def test_instance_id_from_otel_resource_attributes_wins(
     assert _instance_id(h) == "pod-7"
 
 
+def _exprs() -> list[str]:
+    import yaml
+
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "expr" and isinstance(v, str):
+                    found.append(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for path in sorted((ROOT / "dashboards" / "grafana").glob("*.json")):
+        walk(json.loads(path.read_text()))
+    for path in sorted((ROOT / "dashboards" / "alerts").glob("graphai-alerts*.yml")):
+        walk(yaml.safe_load(path.read_text()))
+    return found
+
+
+def test_dashboards_and_rules_aggregate_across_worker_instances() -> None:
+    """Per-worker targets differ only in ``instance``: no query may keep it (a per-service
+    view), and a gauge counting streams is summed over the workers, not maxed."""
+    exprs = _exprs()
+    assert len(exprs) > 20
+    assert not [e for e in exprs if "instance" in e]
+    for gauge in ("graphai_node_active", "graphai_stream_stalled"):
+        uses = [e for e in exprs if gauge in e]
+        assert uses and all(e.lstrip("(").startswith("sum by") for e in uses), uses
+
+
 # -- live: uvicorn --workers 2 + Prometheus -----------------------------------------------------
 def _get(url: str, timeout: float = 2.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -223,7 +257,9 @@ def test_uvicorn_workers_each_expose_metrics_and_prometheus_counts_every_run(
 
         with run_prometheus(tmp_path / "prom", metrics, rule_files=[]) as prom:
             poll(prom.targets_up, 20, interval=0.2, what="both worker targets up")
-            runs_by_graph = 'sum by (graphai_graph_name) (graphai_graph_duration_seconds_count{job="graphai"})'
+            runs_by_graph = (
+                'sum by (graphai_graph_name) (graphai_graph_duration_seconds_count{job="graphai"})'
+            )
 
             def counted() -> list[dict[str, Any]] | None:
                 res = prom.query(runs_by_graph)
@@ -252,4 +288,6 @@ def test_uvicorn_workers_each_expose_metrics_and_prometheus_counts_every_run(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-    print(f"multi-worker live test: {time.monotonic() - t0:.1f}s, {len(served)} runs", json.dumps(ids))
+    print(
+        f"multi-worker live test: {time.monotonic() - t0:.1f}s, {len(served)} runs", json.dumps(ids)
+    )
