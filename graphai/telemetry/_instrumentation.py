@@ -46,6 +46,9 @@ def _noop_meter_types() -> tuple[type, ...]:
     return tuple(types)
 
 
+LIVE_LOCK_WAIT_S = 0.5
+"""How long a snapshot of the live node runs waits for the live set's lock."""
+
 _NOOP_TRACER_TYPES: tuple[type, ...] = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _NOOP_METER_TYPES = _noop_meter_types()
 
@@ -97,17 +100,31 @@ class OTelInstrumentation(_hooks.Instrumentation):
         self.seen_labels = prev.seen_labels
 
     def live_add(self, obs: NodeObs) -> None:
-        with self.live_lock:
+        locked = self.live_lock.acquire(timeout=LIVE_LOCK_WAIT_S)
+        try:
             self.live.add(obs)
+        finally:
+            if locked:
+                self.live_lock.release()
 
     def live_remove(self, obs: NodeObs) -> None:
         """Raises ``KeyError`` when ``obs`` already ended (ends happen exactly once)."""
-        with self.live_lock:
+        locked = self.live_lock.acquire(timeout=LIVE_LOCK_WAIT_S)
+        try:
             self.live.remove(obs)
+        finally:
+            if locked:
+                self.live_lock.release()
 
     def live_snapshot(self) -> list[NodeObs]:
-        with self.live_lock:
+        # bounded: a KeyboardInterrupt landing between a main-thread acquire and its release
+        # must not hang a later collection (shutdown, scrape); the GIL makes the copy atomic
+        if not self.live_lock.acquire(timeout=LIVE_LOCK_WAIT_S):
             return list(self.live)
+        try:
+            return list(self.live)
+        finally:
+            self.live_lock.release()
 
     # -- providers ---------------------------------------------------------------------------
     def tracer(self) -> Any:
