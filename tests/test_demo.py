@@ -51,12 +51,20 @@ def graphai_cmd(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT unblocked and at its default disposition, whatever the
+    test process inherited or changed, so Python installs its KeyboardInterrupt handler."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Lines:
     """A running ``graphai`` whose stdout lines can be awaited with a deadline."""
 
     def __init__(self, *args: str, **env: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "graphai", *args],
+            preexec_fn=_default_sigint,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
