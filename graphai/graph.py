@@ -45,13 +45,6 @@ __all__ = [
 ]
 
 
-
-# The branch-error list of each Graph's run, per task context: ``await graph.execute()`` runs
-# in the caller's context, so a caller that reads ``graph.branch_errors`` after its own run
-# sees that run's errors even while other tasks run the same Graph.
-_RUN_ERRORS = RUN_ERRORS
-
-
 class Graph(EdgeBuilder):
     """
     A graph of async nodes.
@@ -184,7 +177,7 @@ class Graph(EdgeBuilder):
     def branch_errors(self) -> list[BranchError]:
         """The branch failures of this task's latest run of this graph (of the latest run
         started anywhere, when this task ran none). Concurrent runs each see their own."""
-        mine = _RUN_ERRORS.get()
+        mine = RUN_ERRORS.get()
         if mine is not None:
             errs = mine.get(self)
             if errs is not None:
@@ -194,9 +187,9 @@ class Graph(EdgeBuilder):
     @branch_errors.setter
     def branch_errors(self, value: list[BranchError]) -> None:
         self._branch_errors = value
-        mine = _RUN_ERRORS.get()
+        mine = RUN_ERRORS.get()
         if mine is not None and self in mine:
-            _RUN_ERRORS.set({k: v for k, v in mine.items() if k is not self})
+            RUN_ERRORS.set({k: v for k, v in mine.items() if k is not self})
 
     # -- running ---------------------------------------------------------------------------
     async def execute(self, input: dict[str, Any], callback: Any = None) -> dict[str, Any]:
@@ -223,8 +216,8 @@ class Graph(EdgeBuilder):
         obs = instr.run(self.name, uuid.uuid4().hex, input) if instr.enabled else _hooks.NOOP_RUN
         run = Run(self, self._plan(), callback, obs, self._detached_tasks)
         self._branch_errors = run.branch_errors
-        mine = _RUN_ERRORS.get()
-        _RUN_ERRORS.set({**(mine or {}), self: run.branch_errors})
+        mine = RUN_ERRORS.get()
+        RUN_ERRORS.set({**(mine or {}), self: run.branch_errors})
         return await run.execute(input)
 
     def _plan(self) -> Plan:
@@ -269,7 +262,7 @@ class Graph(EdgeBuilder):
             raise
         errors = [be for errs in per_run for be in errs]
         self._branch_errors = errors
-        _RUN_ERRORS.set({**(_RUN_ERRORS.get() or {}), self: errors})
+        RUN_ERRORS.set({**(RUN_ERRORS.get() or {}), self: errors})
         return results
 
     async def wait_for_branches(self) -> None:

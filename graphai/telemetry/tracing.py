@@ -107,12 +107,19 @@ def end_run_span(
             attributes[N.ERROR_TYPE] = err
         if settings.capture_content and result is not None:
             attributes[N.GEN_AI_OUTPUT_MESSAGES] = truncate(result, settings.capture_max_chars)
-        span.set_attributes(attributes)
-        if err is not None and error is not None:
-            span.set_status(Status(StatusCode.ERROR, err))
-            record_exception(span, error, settings.capture_content)
+        _finish(span, attributes, err, error, settings.capture_content)
     finally:
         span.end()
+
+
+def _finish(
+    span: Any, attributes: dict[str, Any], err: str | None, error: BaseException | None, capture: bool
+) -> None:
+    """The end attributes of a run or node span, and on errors its status and exception event."""
+    span.set_attributes(attributes)
+    if err is not None and error is not None:
+        span.set_status(Status(StatusCode.ERROR, err))
+        record_exception(span, error, capture)
 
 
 def start_node_span(
@@ -184,9 +191,6 @@ def end_node_span(
             attributes[N.ERROR_TYPE] = err
         if node.capture and output is not None:
             attributes[N.NODE_OUTPUT] = truncate(output, settings.capture_max_chars)
-        span.set_attributes(attributes)
-        if err is not None and error is not None:
-            span.set_status(Status(StatusCode.ERROR, err))
-            record_exception(span, error, settings.capture_content)
+        _finish(span, attributes, err, error, settings.capture_content)
     finally:
         span.end()
