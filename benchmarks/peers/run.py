@@ -1,0 +1,472 @@
+"""
+Peer benchmarks: the same work in graphai (ours), upstream graphai-lib 0.0.12, LangGraph,
+LlamaIndex Workflows and pydantic-graph, each in its own venv; prints the tables with the
+ratios (ours against each peer) and writes ``benchmarks/peers/RESULTS.md`` and ``RESULTS.json``.
+
+``make bench-peers`` runs ``.venv/bin/python benchmarks/peers/run.py``. The peer venvs are built
+on first use from the pinned lock files in ``requirements/`` (``_venvs.py``: cached, rebuilt
+when a lock file changes). Measures (``_timing.py``): ``stream`` (one node, ``--tokens`` tokens
+to a concurrent consumer), ``chain-N`` (``--chains``), ``fanout`` (1 -> 20 -> join). Each cell
+(engine configuration x measure) runs in a fresh process per round, isolated (``python -I``, a
+temporary working directory, no OTEL_/GRAPHAI_/LANGCHAIN_/LANGSMITH_/TRACELOOP_ variables);
+each round runs every configuration of a measure back to back, in an order that rotates (and
+reverses every other round), so ratios are paired in time. Telemetry rows send OTLP/gRPC to a
+local receiver (``_sink.py``) that ``run.py`` starts; after each such process it counts the
+spans received and checks them (none when not instrumented; ours: exactly one per node run plus
+one per run). Any failed check stops the run with the problem and the command to reproduce it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import re
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+import _report  # noqa: E402
+import _venvs  # noqa: E402
+
+
+def _bench_run() -> Any:
+    """``benchmarks/run.py`` (``make bench``), loaded by path: its ``machine()`` and ``_git()``."""
+    spec = importlib.util.spec_from_file_location("bench_run", HERE.parent / "run.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@dataclass(frozen=True)
+class Config:
+    key: str
+    label: str
+    venv: str | None  # a peer venv's name; None: ours (this interpreter)
+    script: str
+    dist: str  # whose version the label shows
+    variant: str | None = None  # stream variant
+    telemetry: str = "off"
+    stream_only: bool = False
+
+    @property
+    def group(self) -> str:
+        return "plain" if self.telemetry == "off" else "telemetry"
+
+    def label_for(self, measure: str, versions: dict[str, str]) -> str:
+        v = versions.get(self.dist, "")
+        base = self.label.replace("{v}", v)
+        if measure == "stream" and self.variant in ("custom", "messages"):
+            base += f" ({self.variant})"
+        return base
+
+
+CONFIGS = (
+    Config("ours", "ours (graphai {v})", None, "peer_graphai.py", "graphai-otel"),
+    Config("graphai-lib", "graphai-lib {v}", "graphai-lib", "peer_graphai.py", "graphai-lib"),
+    Config("langgraph", "LangGraph {v}", "langgraph", "peer_langgraph.py", "langgraph", "custom"),
+    Config(
+        "langgraph-messages",
+        "LangGraph {v}",
+        "langgraph",
+        "peer_langgraph.py",
+        "langgraph",
+        "messages",
+        stream_only=True,
+    ),
+    Config(
+        "llamaindex",
+        "LlamaIndex Workflows {v}",
+        "llama-index-workflows",
+        "peer_llamaindex.py",
+        "llama-index-workflows",
+    ),
+    Config(
+        "pydantic-graph",
+        "pydantic-graph {v}",
+        "pydantic-graph",
+        "peer_pydantic_graph.py",
+        "pydantic-graph",
+    ),
+    Config("ours-otel", "ours + OTel", None, "peer_graphai.py", "graphai-otel", telemetry="on"),
+    Config(
+        "langgraph-sdk",
+        "LangGraph + SDK, not instrumented",
+        "langgraph",
+        "peer_langgraph.py",
+        "langgraph",
+        "messages",
+        telemetry="sdk",
+    ),
+    Config(
+        "langgraph-openllmetry",
+        "LangGraph + OpenLLMetry {v}",
+        "langgraph",
+        "peer_langgraph.py",
+        "opentelemetry-instrumentation-langchain",
+        "messages",
+        telemetry="on",
+    ),
+)
+BETTER = {"stream": "higher", "chain": "lower", "fanout": "lower"}
+
+
+@dataclass(frozen=True)
+class Measure:
+    id: str
+    kind: str
+    size: int
+
+
+def measures(args: argparse.Namespace) -> list[Measure]:
+    out = [Measure("stream", "stream", args.tokens)]
+    out += [Measure(f"chain-{n}", "chain", n) for n in args.chains]
+    out.append(Measure("fanout", "fanout", 20))
+    if args.only:
+        unknown = set(args.only) - {m.id for m in out}
+        if unknown:
+            raise SystemExit(f"unknown measure(s) {sorted(unknown)}; known: {[m.id for m in out]}")
+        out = [m for m in out if m.id in args.only]
+    return out
+
+
+def selected_configs(args: argparse.Namespace) -> list[Config]:
+    out = [c for c in CONFIGS if not (args.no_telemetry and c.telemetry != "off")]
+    if args.engines:
+        unknown = set(args.engines) - {c.key for c in CONFIGS}
+        if unknown:
+            raise SystemExit(
+                f"unknown engine(s) {sorted(unknown)}; known: {[c.key for c in CONFIGS]}"
+            )
+        out = [c for c in out if c.key in args.engines]
+    return out
+
+
+def rotated(items: list[Any], rnd: int) -> list[Any]:
+    """Round ``rnd``'s order: rotated by ``rnd``, reversed every other round."""
+    k = rnd % len(items) if items else 0
+    out = items[k:] + items[:k]
+    return out[::-1] if rnd % 2 else out
+
+
+# -- processes -------------------------------------------------------------------------------
+def child_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "GRAPHAI_", "LANGCHAIN_", "LANGSMITH_", "TRACELOOP_"))
+    }
+    env.pop("PYTHONPATH", None)
+    env.update(GRAPHAI_LOG_LEVEL="ERROR", PYTHONHASHSEED="0")
+    return env
+
+
+@contextmanager
+def sink() -> Iterator[tuple[str, str]]:
+    """Run ``_sink.py``; yields (OTLP/gRPC endpoint, HTTP base URL)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-I", str(HERE / "_sink.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline() if ready else ""
+        m = re.search(r"grpc (127\.0\.0\.1:\d+) http (127\.0\.0\.1:\d+)", line)
+        if not m:
+            raise SystemExit(f"_sink.py did not start (first line {line!r})")
+        yield f"http://{m.group(1)}", f"http://{m.group(2)}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _http(url: str, post: bool = False) -> Any:
+    req = urllib.request.Request(url, method="POST" if post else "GET")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def fail(what: str, cmd: list[str], detail: str) -> SystemExit:
+    return SystemExit(f"\nFAILED: {what}\n  {detail}\n  reproduce: {' '.join(cmd)}")
+
+
+def run_cell(
+    c: Config,
+    m: Measure,
+    pythons: dict[str | None, Path],
+    args: argparse.Namespace,
+    otlp: tuple[str, str] | None,
+) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = Path(tmp.name)
+    cmd = [str(pythons[c.venv]), "-I", str(HERE / c.script), "--measure", m.kind]
+    cmd += ["--size", str(m.size), "--telemetry", c.telemetry, "--repeats", str(args.repeats)]
+    cmd += ["--budget-s", str(args.budget_s), "--sample-s", str(args.sample_s)]
+    if m.kind == "stream" and c.variant:
+        cmd += ["--variant", c.variant]
+    if c.telemetry != "off":
+        assert otlp is not None
+        cmd += ["--otlp-endpoint", otlp[0]]
+        _http(f"{otlp[1]}/reset", post=True)
+    what = f"{c.key} / {m.id}"
+    try:
+        r = subprocess.run(
+            [*cmd, "--out", str(out)],
+            cwd=tempfile.gettempdir(),
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=args.timeout,
+        )
+        doc = json.loads(out.read_text()) if out.exists() and out.stat().st_size else None
+    except subprocess.TimeoutExpired as exc:
+        raise fail(what, cmd, f"no result within {args.timeout} s") from exc
+    finally:
+        out.unlink(missing_ok=True)
+    if doc is None:
+        raise fail(what, cmd, f"exit {r.returncode}, no JSON; stderr: {r.stderr.strip()[-1500:]}")
+    if not doc["ok"]:
+        raise fail(what, cmd, "check failed: " + "; ".join(doc["problems"]))
+    check_origin(c, doc, pythons, what, cmd)
+    if otlp is not None and c.telemetry != "off":
+        doc["sink"] = got = _http(f"{otlp[1]}/spans")
+        want = doc.get("expected_spans")
+        if c.telemetry == "sdk" and got["spans"]:
+            raise fail(what, cmd, f"{got['spans']} spans exported without instrumentation")
+        if c.telemetry == "on" and not got["spans"]:
+            raise fail(what, cmd, "the instrumentation exported no span")
+        if want is not None and got["spans"] != want:
+            raise fail(what, cmd, f"{got['spans']} spans received, expected {want}")
+    return doc
+
+
+def check_origin(
+    c: Config, doc: dict[str, Any], pythons: dict[str | None, Path], what: str, cmd: list[str]
+) -> None:
+    """Ours must import this repository's graphai; a peer, its package from its own venv."""
+    f = Path(doc["module_file"]).resolve()
+    ours = (REPO / "graphai").resolve()
+    if c.venv is None:
+        ok = f.is_relative_to(ours)
+    else:
+        ok = f.is_relative_to((_venvs.VENVS / c.venv).resolve()) and not f.is_relative_to(ours)
+    if not ok:
+        raise fail(what, cmd, f"imported {f}, from the wrong place")
+
+
+# -- combining -------------------------------------------------------------------------------
+def combine(docs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    cells = []
+    by_key = {c.key: c for c in CONFIGS}
+    for (key, mid), per_round in docs.items():
+        c, first = by_key[key], per_round[0]
+        notes: dict[str, None] = {}
+        for d in per_round:
+            f = d["facts"]
+            if "compile" in f:
+                notes[f["compile"]] = None
+            if "recursion_limit" in f and mid.startswith("chain"):
+                notes[f"recursion_limit: {f['recursion_limit']}"] = None
+            if d["warmup_kept"]:
+                notes["one run took longer than the budget: the warmup run was the sample"] = None
+        alone = [
+            d["facts"]["model_alone_tokens_per_s"]
+            for d in per_round
+            if "model_alone_tokens_per_s" in d["facts"]
+        ]
+        if alone:
+            notes[
+                f"the chat model alone (model.astream, no graph): {_report.fmt(statistics.median(alone), 'tokens/s')} tokens/s"
+            ] = None
+        spans = [d["sink"]["spans"] / d["executions"] for d in per_round if "sink" in d]
+        cells.append(
+            {
+                "config": key,
+                "label": c.label_for(mid, first["versions"]),
+                "group": c.group,
+                "measure": mid,
+                "unit": first["unit"],
+                "better": BETTER[first["measure"]],
+                "rounds": [d["value"] for d in per_round],
+                "rounds_run_only": [d["value_run_only"] for d in per_round]
+                if c.telemetry != "off"
+                else [],
+                "samples": sum(len(d["samples"]) for d in per_round),
+                "spans_per_run": statistics.median(spans) if spans else None,
+                "notes": list(notes),
+                "versions": first["versions"],
+            }
+        )
+    return cells
+
+
+# -- main ------------------------------------------------------------------------------------
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5, help="fresh-process rounds per cell (5)")
+    p.add_argument("--tokens", type=int, default=100_000, help="stream: tokens per run (100000)")
+    p.add_argument(
+        "--chains",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[10, 100, 1000],
+        help="chain lengths, comma-separated (10,100,1000)",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="samples per process at most (5)")
+    p.add_argument(
+        "--budget-s", type=float, default=3.0, help="stop sampling a process past this (3)"
+    )
+    p.add_argument(
+        "--sample-s", type=float, default=0.2, help="chain/fanout: seconds per sample (0.2)"
+    )
+    p.add_argument(
+        "--only", type=lambda s: s.split(","), default=[], help="measures, e.g. stream,chain-10"
+    )
+    p.add_argument(
+        "--engines", type=lambda s: s.split(","), default=[], help="configuration keys (--list)"
+    )
+    p.add_argument("--no-telemetry", action="store_true", help="skip the telemetry rows")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: 10k tokens, chains 10,100, 1 round"
+    )
+    p.add_argument("--timeout", type=float, default=600, help="seconds per process")
+    p.add_argument("--setup-only", action="store_true", help="build the peer venvs and exit")
+    p.add_argument("--list", action="store_true", help="list configurations and measures")
+    p.add_argument("--write", action="store_true", help="write RESULTS even for partial runs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.tokens, args.chains, args.rounds = 10_000, [10, 100], 1
+        args.repeats, args.budget_s, args.sample_s = 2, 1.0, 0.05
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    configs, ms = selected_configs(args), measures(args)
+    if args.list:
+        for c in CONFIGS:
+            print(f"{c.key:24} venv={c.venv or '(ours)':24} telemetry={c.telemetry:4} {c.script}")
+        print("measures:", ", ".join(m.id for m in ms))
+        return 0
+    started = time.perf_counter()
+    pythons: dict[str | None, Path] = {None: Path(sys.executable)}
+    setup_s = {}
+    for name in dict.fromkeys(c.venv for c in configs if c.venv):
+        t0 = time.perf_counter()
+        pythons[name] = _venvs.ensure(name)
+        setup_s[name] = round(time.perf_counter() - t0, 1)
+    if args.setup_only:
+        return 0
+    docs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    telemetry = any(c.telemetry != "off" for c in configs)
+    with sink() if telemetry else _none() as otlp:
+        for rnd in range(args.rounds):
+            print(f"-- round {rnd + 1}/{args.rounds}", file=sys.stderr)
+            for m in rotated(ms, rnd):
+                cell_configs = [c for c in configs if m.kind == "stream" or not c.stream_only]
+                for c in rotated(cell_configs, rnd):
+                    t0 = time.perf_counter()
+                    doc = run_cell(c, m, pythons, args, otlp)
+                    docs.setdefault((c.key, m.id), []).append(doc)
+                    print(
+                        f"   {m.id:11} {c.key:22} {_report.fmt(doc['value'], doc['unit']):>9} "
+                        f"{doc['unit']:9} {time.perf_counter() - t0:5.1f} s",
+                        file=sys.stderr,
+                    )
+    order = {(c.key, m.id): (i, j) for j, c in enumerate(CONFIGS) for i, m in enumerate(ms)}
+    cells = sorted(combine(docs), key=lambda cell: order[(cell["config"], cell["measure"])])
+    total = time.perf_counter() - started
+    bench = _bench_run()
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "total_s": round(total),
+        "venv_setup_s": setup_s,
+        "machine": bench.machine(),
+        "python": sys.version.split()[0],
+        "git": bench._git("rev-parse", "--short", "HEAD") or "?",
+        "argv": " ".join(argv if argv is not None else sys.argv[1:]),
+        "rounds": args.rounds,
+        "tokens": args.tokens,
+        "chains": args.chains,
+        "versions": {c.key: docs_versions(docs, c.key) for c in configs},
+    }
+    doc = {"meta": meta, "cells": cells}
+    print()
+    print(_report.render(doc, markdown=False))
+    print(f"total {total:.0f} s (venv setup {sum(setup_s.values()):.0f} s)")
+    partial = args.quick or bool(args.only) or bool(args.engines) or args.no_telemetry
+    if args.write or not partial:
+        write_results(doc, docs)
+    else:
+        print("(partial run: RESULTS not written; pass --write to force)")
+    return 0
+
+
+@contextmanager
+def _none() -> Iterator[None]:
+    yield None
+
+
+def docs_versions(docs: dict[tuple[str, str], list[dict[str, Any]]], key: str) -> dict[str, str]:
+    for (k, _), per_round in docs.items():
+        if k == key:
+            return dict(per_round[0]["versions"])
+    return {}
+
+
+def write_results(doc: dict[str, Any], docs: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    m = doc["meta"]
+    mc = m["machine"]
+    lines = [
+        "# Peer benchmark results",
+        "",
+        f"Generated by `make bench-peers` (`benchmarks/peers/run.py {m['argv']}`) on {m['date']}, "
+        f"git {m['git']}, total {m['total_s']} s. Do not edit by hand; re-run to refresh.",
+        "",
+        f"- Machine: {mc['platform']}, {mc['cpu']}, {mc['cpus']} CPUs, {mc['memory']}; "
+        f"CPython {m['python']} for every engine.",
+        f"- {m['rounds']} rounds; stream {m['tokens']} tokens; chains {m['chains']}; fan-out 20.",
+        "- Versions: "
+        + "; ".join(
+            f"{k}: " + ", ".join(f"{d} {v}" for d, v in vs.items())
+            for k, vs in m["versions"].items()
+        ),
+        "",
+        _report.render(doc, markdown=True),
+        "Method: see `benchmarks/peers/README.md`.",
+        "",
+    ]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    raw = {f"{k}/{mid}": v for (k, mid), v in docs.items()}
+    (HERE / "RESULTS.json").write_text(json.dumps({**doc, "raw": raw}, indent=1) + "\n")
+    print(f"wrote {HERE / 'RESULTS.md'} and RESULTS.json")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
