@@ -73,7 +73,7 @@ def test_compose_pins_images_and_mounts_files_that_exist() -> None:
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (REPO / source).exists(), f"{name}: {source} is missing"
-    assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert "--config=/etc/jaeger/config.yaml" in services["jaeger"]["command"]  # Jaeger v2
     assert services["grafana"]["image"].endswith(":11.6.0"), "the dashboards target Grafana 11.6"
 
 
@@ -112,11 +112,12 @@ def test_collector_sends_traces_to_jaeger_and_metrics_to_prometheus() -> None:
     c = yaml.safe_load((DEPLOY / "otel-collector.yaml").read_text())
     assert set(c["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
     pipelines = c["service"]["pipelines"]
-    assert pipelines["traces"]["exporters"] == ["otlp/jaeger"]
-    assert c["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
+    assert pipelines["traces"]["exporters"] == ["span_metrics", "otlp_grpc/jaeger"]
+    assert c["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "jaeger:4317"
     assert pipelines["metrics"]["exporters"] == ["prometheus"]
+    assert pipelines["metrics"]["receivers"] == ["otlp", "span_metrics"]
     for p in pipelines.values():
-        assert p["receivers"] == ["otlp"] and p["processors"][0] == "memory_limiter"
+        assert p["receivers"][0] == "otlp" and p["processors"][0] == "memory_limiter"
 
 
 def test_deploy_prometheus_config_passes_promtool_with_the_real_rules() -> None:
