@@ -81,6 +81,7 @@ def test_every_bucket_set_is_listed_exactly(doc: str) -> None:
         "GENAI_DURATION_BUCKETS": "GenAI duration",
         "GENAI_TTFC_BUCKETS": "GenAI time to first chunk",
         "GENAI_TPOC_BUCKETS": "GenAI time per output chunk",
+        "GENAI_AGENT_DURATION_BUCKETS": "GenAI agent duration",
     }
     assert set(titles) == set(by_value.values())
     for name, (_kind, _unit, _desc, buckets, _prom) in names.METRICS.items():
@@ -120,6 +121,10 @@ def test_environment_table(doc: str) -> None:
 def test_no_unknown_names(code_spans: list[str]) -> None:
     """Every ``graphai.x.y`` / ``graphai_x`` / ``gen_ai.x`` the page shows exists in the code."""
     known = {v for v in _constants(names).values() if isinstance(v, str)}
+    values = {  # every string constant and tuple member: a setting's value shown as code
+        v for m in (names, env) for c in _constants(m).values()
+        for v in (c if isinstance(c, tuple) else (c,))
+    }  # fmt: skip
     prom = {m[4] for m in names.METRICS.values()}
     labels = {k.replace(".", "_") for k in known if k.startswith(("graphai.", "error."))}
     unknown = []
@@ -130,7 +135,7 @@ def test_no_unknown_names(code_spans: list[str]) -> None:
             unknown.append(word)
         for word in re.findall(r"(?<![\w.])(?:graphai|gen_ai)_[a-z_]+", span):
             base = re.sub(r"_(bucket|count|sum)$", "", word)
-            if base in prom or word in labels:
+            if base in prom or word in labels or word in values:
                 continue
             unknown.append(word)
     assert not unknown, f"names in docs/telemetry.md that the code does not define: {sorted(set(unknown))}"

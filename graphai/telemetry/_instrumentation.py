@@ -19,7 +19,7 @@ from opentelemetry import trace
 
 from graphai import _hooks
 from graphai._log import log_event
-from graphai.telemetry import _state, env
+from graphai.telemetry import _semconv, _state, env
 from graphai.telemetry import names as N
 from graphai.telemetry._guard import LabelGuard, seam
 from graphai.telemetry._observers import NodeObs, NodeStatic, RunObs
@@ -80,6 +80,9 @@ class OTelInstrumentation(_hooks.Instrumentation):
         self._inst: Instruments | None = None
         self._lock = threading.Lock()
         self.guard = LabelGuard(self.settings.label_limit)
+        # the GenAI names of the settings' conventions mode, resolved once (_semconv)
+        self.conv = _semconv.conventions(self.settings.genai_semconv)
+        self.genai_attrs = _semconv.GenAIAttributes(self.guard)
         # live node runs (active/stalled gauges, active_streams()); changed and read under a
         # lock: scrape threads take snapshots, never iterate the live set
         self.live: set[NodeObs] = set()

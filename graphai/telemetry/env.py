@@ -26,6 +26,7 @@ from typing import Final, TypeVar
 
 from graphai._log import log_event
 from graphai.errors import TelemetryConfigError
+from graphai.telemetry import _semconv
 from graphai.telemetry import names as N
 
 GRAPHAI_TELEMETRY: Final = "GRAPHAI_TELEMETRY"
@@ -49,8 +50,14 @@ GRAPHAI_PROMETHEUS_ADDR: Final = "GRAPHAI_PROMETHEUS_ADDR"
 GRAPHAI_PROMETHEUS_PORTS: Final = "GRAPHAI_PROMETHEUS_PORTS"
 """How many consecutive ports, from the port of ``GRAPHAI_PROMETHEUS_ADDR``, ``configure()`` tries
 for ``/metrics`` (one per worker of a multi-process server). Default ``1``."""
+OTEL_SEMCONV_STABILITY_OPT_IN: Final = _semconv.OTEL_SEMCONV_STABILITY_OPT_IN
+"""OpenTelemetry's comma-separated stability opt-ins: ``gen_ai_latest_experimental`` switches the
+GenAI names to the latest conventions (``Settings.genai_semconv``); other values are ignored."""
 
 TOKEN_EVENT_POLICIES: Final = ("capped", "sampled", "all", "off")
+GEN_AI_SEMCONV_MODES: Final = _semconv.MODES
+"""``Settings.genai_semconv``: ``default`` (the GenAI names of semantic-conventions v1.41.0) or
+``gen_ai_latest_experimental`` (semantic-conventions-genai v0.1.0)."""
 SAMPLED_HEAD: Final = 32
 """``sampled``: every token up to this index, then every ``SAMPLED_EVERY``-th."""
 SAMPLED_EVERY: Final = 64
@@ -117,6 +124,8 @@ class Settings:
     stall_after_s: float = 10.0
     label_limit: int = 256
     prometheus_addr: str = DEFAULT_PROMETHEUS_ADDR
+    genai_semconv: str = _semconv.DEFAULT
+    """``default`` or ``gen_ai_latest_experimental`` (``OTEL_SEMCONV_STABILITY_OPT_IN``)."""
 
 
 _T = TypeVar("_T")
@@ -167,7 +176,8 @@ def _addr() -> str:
 
 def from_env(strict: bool = False) -> Settings:
     """
-    Read every ``GRAPHAI_*`` variable (and the standard content-capture switch).
+    Read every ``GRAPHAI_*`` variable (and the standard content-capture switch and
+    ``OTEL_SEMCONV_STABILITY_OPT_IN``).
 
     Args:
         strict: raise on an invalid value instead of using the default.
@@ -197,7 +207,22 @@ def from_env(strict: bool = False) -> Settings:
         stall_after_s=num(GRAPHAI_STALL_AFTER_S, d.stall_after_s, 0.0, False),
         label_limit=int(num(GRAPHAI_METRICS_LABEL_LIMIT, d.label_limit, 1, True)),
         prometheus_addr=_lenient(strict, GRAPHAI_PROMETHEUS_ADDR, d.prometheus_addr, _addr),
+        genai_semconv=_genai_semconv(strict),
     )
+
+
+def _genai_semconv(strict: bool) -> str:
+    """The GenAI conventions mode; an invalid ``gen_ai`` value is reported like any invalid
+    value, and leniently the rest of the list still counts."""
+    raw = os.environ.get(OTEL_SEMCONV_STABILITY_OPT_IN)
+    mode, bad = _semconv.parse_opt_in(raw)
+    if not bad or raw is None:
+        return mode
+
+    def invalid() -> str:
+        raise TelemetryConfigError(_semconv.invalid_message(raw, bad))
+
+    return _lenient(strict, OTEL_SEMCONV_STABILITY_OPT_IN, mode, invalid)
 
 
 # -- standard OTEL_* variables, checked by configure() ---------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics as otel_metrics
 
-from graphai.telemetry import _state
+from graphai.telemetry import _semconv, _state
 from graphai.telemetry import names as N
 from graphai.telemetry._guard import seam
 
@@ -61,6 +61,16 @@ class Instruments:
         self.genai_duration = hist(N.GENAI_OPERATION_DURATION)
         self.genai_ttfc = hist(N.GENAI_TTFC)
         self.genai_tpoc = hist(N.GENAI_TPOC)
+        # the GenAI histograms of both conventions modes, by name (an instrumentation's
+        # _semconv.Conventions says which it records; one never recorded is never exported)
+        self.genai: dict[str, Any] = {
+            N.GENAI_OPERATION_DURATION: self.genai_duration,
+            N.GENAI_TTFC: self.genai_ttfc,
+            N.GENAI_TPOC: self.genai_tpoc,
+        }
+        for name in _semconv.GENAI_HISTOGRAMS:
+            if name not in self.genai:
+                self.genai[name] = hist(name)
         _k, unit, desc, _b, _p = N.METRICS[N.NODE_ACTIVE]
         meter.create_observable_gauge(
             N.NODE_ACTIVE, callbacks=[self._observe_active], unit=unit, description=desc
@@ -139,6 +149,10 @@ def record_run(run: RunObs, outcome: str, err: str | None, duration: float, ttft
     )
     if ttft is not None:
         inst.graph_ttft.record(ttft, instr.attrs(run.graph), context=ctx)
+    metric = instr.conv.run_duration
+    if metric is not None:  # gen_ai_latest_experimental: a run is an invoke_workflow invocation
+        attrs = instr.genai_attrs(_semconv.RUN, run.graph_label, None, err)
+        inst.genai[metric].record(duration, attrs, context=ctx)
 
 
 @seam("node.metrics")
@@ -163,14 +177,19 @@ def record_node(node: NodeObs, outcome: str, err: str | None, m: EndFigures) -> 
             inst.node_max_gap.record(m.max_gap, base)
         if m.rate is not None:
             inst.node_rate.record(m.rate, base)
-    if static.kind == "llm":
-        ga: dict[str, Any] = {N.GEN_AI_OPERATION_NAME: "chat"}
-        if static.model:
-            ga[N.GEN_AI_REQUEST_MODEL] = instr.guard(N.GEN_AI_REQUEST_MODEL, static.model)
-        if err is not None:
-            ga[N.ERROR_TYPE] = instr.guard(N.ERROR_TYPE, err)
-        inst.genai_duration.record(m.duration, ga)
+    # GenAI histograms: names from the instrumentation's conventions mode, attribute dicts
+    # built once per node definition and error type
+    kind = static.kind
+    if kind == "llm":
+        conv = instr.conv
+        genai = inst.genai
+        ga = instr.genai_attrs(kind, "", static.model, err)
+        genai[conv.llm_duration].record(m.duration, ga)
         if m.ttft is not None:
-            inst.genai_ttfc.record(m.ttft, ga)
+            genai[conv.llm_ttfc].record(m.ttft, ga)
         if m.tpot is not None:
-            inst.genai_tpoc.record(m.tpot, ga)
+            genai[conv.llm_tpoc].record(m.tpot, ga)
+    else:
+        metric = instr.conv.node_durations.get(kind)
+        if metric is not None:  # gen_ai_latest_experimental: agent and tool nodes
+            inst.genai[metric].record(m.duration, instr.genai_attrs(kind, static.label, None, err))

@@ -4,6 +4,25 @@ Every span, attribute, event and metric name graphai emits, with units and bucke
 This module is the telemetry contract (documented in ``docs/telemetry.md``): dashboards, alert
 rules, docs and users' queries rely on these names. ``tests/test_telemetry_docs.py`` keeps
 ``docs/telemetry.md`` in sync with it.
+
+GenAI names come in two modes (``graphai.telemetry._semconv`` picks one per instrumentation,
+from ``OTEL_SEMCONV_STABILITY_OPT_IN``); every ``graphai.*`` name is the same in both.
+
+- default: the GenAI conventions of open-telemetry/semantic-conventions **v1.41.0** (tag commit
+  e018fe6f91862f5ed63c082f87697cddac596784), the last core release that holds them: the
+  ``invoke_workflow`` span with ``gen_ai.workflow.name``, the ``gen_ai.client.operation.*``
+  histograms. Kept by default, as the conventions' transition rule asks.
+- ``gen_ai_latest_experimental``: open-telemetry/semantic-conventions-genai **v0.1.0**, whose
+  CHANGELOG merges the workflow span into ``gen_ai.invoke_agent.internal`` (operation name stays
+  ``invoke_workflow``, ``gen_ai.workflow.name`` gives way to ``gen_ai.agent.name``, workflows are
+  recorded on ``gen_ai.invoke_agent.duration``) and whose ``client-inference.md`` renames the
+  inference histograms to ``gen_ai.client.inference.*`` (``gen_ai.client.operation.duration``
+  stays for non-inference operations only). Names checked against the v0.1.0 tag's
+  ``CHANGELOG.md``, ``docs/gen-ai/gen-ai-metrics.md`` and ``docs/gen-ai/client-inference.md``;
+  units, bucket advice and metric attributes against the repository's
+  ``docs/gen-ai/client-inference.md`` at 024a4f944a1291fcb627c9c47da69e79868dd15e and
+  ``docs/gen-ai/gen-ai-metrics.md`` at 004902b8cb70aa5ae6ca4ae07132b7daabcd3e10 (the same
+  metrics, same names, before the release).
 """
 
 from __future__ import annotations
@@ -72,6 +91,16 @@ OTHER: Final = "_OTHER"
 
 NODE_KINDS: Final = ("node", "router", "llm", "agent", "tool")
 
+# -- GenAI values ---------------------------------------------------------------------------------
+OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
+"""``gen_ai.operation.name`` of the run span (both modes) and of its
+``gen_ai.invoke_agent.duration`` samples (``gen_ai_latest_experimental``)."""
+OP_INVOKE_AGENT: Final = "invoke_agent"
+OP_EXECUTE_TOOL: Final = "execute_tool"
+OP_CHAT: Final = "chat"
+TOOL_TYPE_FUNCTION: Final = "function"
+"""``gen_ai.tool.type`` of ``tool`` nodes (the application runs the tool's code)."""
+
 # -- metrics: (name, unit, description) -----------------------------------------------------------
 GRAPH_DURATION: Final = "graphai.graph.duration"
 GRAPH_TTFT: Final = "graphai.graph.time_to_first_token"
@@ -90,6 +119,13 @@ NODE_LATE_TOKENS: Final = "graphai.node.late_tokens"
 GENAI_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 GENAI_TTFC: Final = "gen_ai.client.operation.time_to_first_chunk"
 GENAI_TPOC: Final = "gen_ai.client.operation.time_per_output_chunk"
+# gen_ai_latest_experimental only (semantic-conventions-genai v0.1.0)
+GENAI_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
+GENAI_INFERENCE_TTFC: Final = "gen_ai.client.inference.time_to_first_chunk"
+GENAI_INFERENCE_TPOC: Final = "gen_ai.client.inference.time_per_output_chunk"
+GENAI_INVOKE_AGENT_DURATION: Final = "gen_ai.invoke_agent.duration"
+"""Runs (``gen_ai.operation.name`` = ``invoke_workflow``) and ``agent`` nodes (``invoke_agent``)."""
+GENAI_EXECUTE_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
 
 OVERFLOW_ATTRIBUTE: Final = "attribute"
 """Attribute of ``graphai.telemetry.label_overflow``: which attribute overflowed."""
@@ -110,7 +146,11 @@ GAP_BUCKETS: Final = (
 TOKEN_RATE_BUCKETS: Final = (
     1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000,
 )  # fmt: skip
-# semantic-conventions advice for the GenAI client histograms
+# GenAI bucket advice. GENAI_DURATION_BUCKETS: the conventions' doubling set (every GenAI duration
+# and, in gen_ai_latest_experimental, the inference chunk histograms). GENAI_TTFC_BUCKETS and
+# GENAI_TPOC_BUCKETS (default mode) are v1.41.0's advice for gen_ai.server.time_to_first_token and
+# gen_ai.server.time_per_output_token, not the doubling set v1.41.0 gives the client chunk
+# histograms; kept as they are (the default mode does not change what it emits).
 GENAI_DURATION_BUCKETS: Final = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )  # fmt: skip
@@ -119,6 +159,9 @@ GENAI_TTFC_BUCKETS: Final = (
 )  # fmt: skip
 GENAI_TPOC_BUCKETS: Final = (
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+GENAI_AGENT_DURATION_BUCKETS: Final = (
+    0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 102.4, 204.8, 409.6,
 )  # fmt: skip
 
 # name -> (kind, unit, description, buckets or None, Prometheus series base name)
@@ -158,6 +201,16 @@ METRICS: Final[dict[str, tuple[str, str, str, tuple[float, ...] | None, str]]] =
                  GENAI_TTFC_BUCKETS, "gen_ai_client_operation_time_to_first_chunk_seconds"),
     GENAI_TPOC: ("histogram", "s", "Time per output chunk after the first (llm nodes).",
                  GENAI_TPOC_BUCKETS, "gen_ai_client_operation_time_per_output_chunk_seconds"),
+    GENAI_INFERENCE_DURATION: ("histogram", "s", "GenAI client inference duration (llm nodes).",
+                               GENAI_DURATION_BUCKETS, "gen_ai_client_inference_duration_seconds"),
+    GENAI_INFERENCE_TTFC: ("histogram", "s", "Time to the first chunk of a GenAI response (llm nodes).",
+                           GENAI_DURATION_BUCKETS, "gen_ai_client_inference_time_to_first_chunk_seconds"),
+    GENAI_INFERENCE_TPOC: ("histogram", "s", "Time per output chunk after the first (llm nodes).",
+                           GENAI_DURATION_BUCKETS, "gen_ai_client_inference_time_per_output_chunk_seconds"),
+    GENAI_INVOKE_AGENT_DURATION: ("histogram", "s", "Duration of graph runs (workflows) and agent nodes.",
+                                  GENAI_AGENT_DURATION_BUCKETS, "gen_ai_invoke_agent_duration_seconds"),
+    GENAI_EXECUTE_TOOL_DURATION: ("histogram", "s", "Duration of tool nodes.",
+                                  GENAI_DURATION_BUCKETS, "gen_ai_execute_tool_duration_seconds"),
 }  # fmt: skip
 
 # -- log events ------------------------------------------------------------------------------------

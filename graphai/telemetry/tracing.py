@@ -66,10 +66,11 @@ def parent_context(current: Any, payload: dict[str, Any] | None) -> Any:
 
 
 def start_run_span(run: RunObs, parent: Any, payload: dict[str, Any] | None) -> Any:
-    settings = run.instr.settings
+    instr = run.instr
+    settings = instr.settings
     attributes: dict[str, Any] = {
-        N.GEN_AI_OPERATION_NAME: "invoke_workflow",
-        N.GEN_AI_WORKFLOW_NAME: run.graph,
+        N.GEN_AI_OPERATION_NAME: N.OP_INVOKE_WORKFLOW,
+        instr.conv.run_name_key: run.graph,  # gen_ai.workflow.name, or gen_ai.agent.name (latest)
         N.GRAPH_NAME: run.graph,
         N.RUN_ID: run.run_id,
     }

@@ -4,7 +4,9 @@ scraped every second by Debian's Prometheus with the fast-test rules, optionally
 Alertmanager and a webhook receiver.
 
 - every series the dashboards and rules use is in the workload's exposition, which promtool lints;
-- every dashboard query returns series (variables set to the workload's names);
+- every dashboard query returns series (variables set to the workload's names), in both GenAI
+  conventions modes (default, and OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental, whose
+  /metrics has the latest GenAI series and none of the default ones);
 - slow streaming fires GraphaiStreamingThroughputLow and Alertmanager delivers it;
 - a stalled stream fires GraphaiStreamStalled;
 - a healthy workload, with every SLO expression evaluated on its data, fires nothing.
@@ -25,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from graphai.telemetry import _semconv
+from graphai.telemetry import names as N
 from tests._tools import free_port, poll
 from tests.integration.prom_fixtures import (
     Prometheus,
@@ -139,7 +143,17 @@ def test_workload_exposes_every_series_the_dashboards_and_rules_use(tmp_path: Pa
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
-def test_every_dashboard_query_returns_series(tmp_path: Path) -> None:
+def _genai_series(mode: str) -> set[str]:
+    """The ``_count`` series of the GenAI histograms ``mode`` records for the workload (an llm
+    and a tool node)."""
+    conv = _semconv.conventions(mode)
+    recorded = [conv.llm_duration, conv.llm_ttfc, conv.llm_tpoc]
+    recorded += [m for m in (conv.run_duration, conv.node_durations.get("tool")) if m]
+    return {f"{N.METRICS[m][4]}_count" for m in recorded}
+
+
+@pytest.mark.parametrize("mode", _semconv.MODES)
+def test_every_dashboard_query_returns_series(tmp_path: Path, mode: str) -> None:
     values = {"job": JOB, "graph": GRAPH_NAME, "node": ".*", **LIVE_WINDOWS}
     exprs = {}
     for uid, panel, t in queries():
@@ -157,11 +171,23 @@ def test_every_dashboard_query_returns_series(tmp_path: Path) -> None:
     }
     expected = {"job": JOB, "graph": GRAPH_NAME, "node": STREAM_NODE, "service": SERVICE_NAME}
 
+    opt_in = {} if mode == _semconv.DEFAULT else {_semconv.OTEL_SEMCONV_STABILITY_OPT_IN: mode}
     with (
-        workload(tmp_path, *EVERYTHING, env=EVERYTHING_ENV) as address,
+        workload(tmp_path, *EVERYTHING, env={**EVERYTHING_ENV, **opt_in}) as address,
         run_prometheus(tmp_path / "prom", [address], [FAST_ALERTS]) as prom,
     ):
         poll(prom.targets_up, 15, what="scrape target up")
+        other = next(m for m in _semconv.MODES if m != mode)
+
+        def this_mode_only() -> bool:
+            exposed = set(re.findall(r"^([a-zA-Z_:][\w:]*)[{ ]", _scrape(address), flags=re.M))
+            assert not (_genai_series(other) - _genai_series(mode)) & exposed, mode  # never both
+            missing = _genai_series(mode) - exposed
+            if missing:
+                raise AssertionError(f"not exposed (yet): {sorted(missing)}")
+            return True
+
+        poll(this_mode_only, 15, interval=0.5, what=f"the GenAI series of mode {mode}")
 
         def all_return_series() -> bool:
             empty = [name for name, expr in exprs.items() if not prom.query(expr)]
