@@ -498,6 +498,12 @@ class PlannedStack:
     overflow_trace: str
     done_at: float  # time.monotonic() when the plan was done and flushed
 
+    def await_sampling_decisions(self) -> None:
+        """Sleep until Jaeger has decided on every trace: DECISION_WAIT after a trace's first
+        span, on the processor's next one-second tick, plus a second of margin."""
+        wait = float(DECISION_WAIT.removesuffix("s")) + 2.0
+        time.sleep(max(0.0, self.done_at + wait - time.monotonic()))
+
 
 @pytest.fixture(scope="session")
 def planned_stack(

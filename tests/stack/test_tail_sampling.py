@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from tests._tools import poll
 from tests.ops._ops import generator_module
 from tests.stack._workload import GRAPH_NAME, RUN_SPANS, SLOW_FIRST_S
 from tests.stack.conftest import (
-    DECISION_WAIT,
     JAEGER_CONFIG,
     N_FAIL,
     N_FAST,
@@ -58,12 +56,6 @@ def probabilistic_keeps(trace_id: str, salt: str, percentage: float) -> bool:
     v0.139.0, the release Jaeger v1.75.0 builds in), for one trace id."""
     threshold = int(Fraction(2**64 - 1) * Fraction(percentage / 100))
     return fnv1a_64(salt.encode() + bytes.fromhex(trace_id)) <= threshold
-
-
-def _seconds(duration: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)s", duration)
-    assert m, duration
-    return float(m.group(1))
 
 
 def test_slow_ttft_policy_is_the_alert_threshold_on_the_run_span_attribute() -> None:
@@ -123,8 +115,7 @@ def test_failed_and_slow_runs_are_all_kept_and_the_rest_by_trace_id_hash(
     if hashed(s.overflow_trace):  # the one run of the label-overflow graph, also fast
         expected.add(s.overflow_trace)
 
-    # every trace is decided DECISION_WAIT after its first span (decisions tick every second)
-    time.sleep(max(0.0, s.done_at + _seconds(DECISION_WAIT) + 2.0 - time.monotonic()))
+    s.await_sampling_decisions()
 
     def decided() -> dict[str, dict[str, Any]]:
         stored = _stored(s)
