@@ -211,11 +211,14 @@ def _cost(off: Cell, on: Cell) -> str:
 
 
 def notes(cells: Sequence[Cell]) -> list[str]:
-    seen: dict[str, None] = {}
+    """Each note once, with the engines and measures it applies to."""
+    where: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
     for c in cells:
         for n in c.get("notes", []):
-            seen.setdefault(f"{c['label']}, {c['measure']}: {n}", None)
-    return list(seen)
+            labels, ms = where.setdefault(n, ({}, {}))
+            labels[c["label"]] = None
+            ms[c["measure"]] = None
+    return [f"{', '.join(ls)} ({', '.join(ms)}): {n}" for n, (ls, ms) in where.items()]
 
 
 def render(doc: dict[str, Any], markdown: bool = False) -> str:

@@ -129,8 +129,13 @@ def versions(*dists: str) -> dict[str, str]:
 
 
 def module_file(name: str) -> str:
+    """Where ``name`` is imported from (a namespace package: its first directory)."""
     spec = importlib.util.find_spec(name)
-    return str(spec.origin) if spec and spec.origin else "?"
+    if spec is None:
+        return "?"
+    if spec.origin:
+        return str(spec.origin)
+    return next(iter(spec.submodule_search_locations or ["?"]))
 
 
 # -- timing ----------------------------------------------------------------------------------

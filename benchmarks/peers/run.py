@@ -288,21 +288,15 @@ def combine(docs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[dict[str,
         notes: dict[str, None] = {}
         for d in per_round:
             f = d["facts"]
-            if "compile" in f:
-                notes[f["compile"]] = None
-            if "recursion_limit" in f and mid.startswith("chain"):
-                notes[f"recursion_limit: {f['recursion_limit']}"] = None
+            for fact in ("compile", "recursion_limit"):
+                if fact in f:
+                    notes[f[fact]] = None
             if d["warmup_kept"]:
                 notes["one run took longer than the budget: the warmup run was the sample"] = None
-        alone = [
-            d["facts"]["model_alone_tokens_per_s"]
-            for d in per_round
-            if "model_alone_tokens_per_s" in d["facts"]
-        ]
+        alone = [d["facts"]["model_alone"] for d in per_round if "model_alone" in d["facts"]]
         if alone:
-            notes[
-                f"the chat model alone (model.astream, no graph): {_report.fmt(statistics.median(alone), 'tokens/s')} tokens/s"
-            ] = None
+            rate = _report.fmt(statistics.median(alone), "tokens/s")
+            notes[f"the chat model alone (model.astream, no graph): {rate} tokens/s"] = None
         spans = [d["sink"]["spans"] / d["executions"] for d in per_round if "sink" in d]
         cells.append(
             {
