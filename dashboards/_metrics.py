@@ -5,6 +5,10 @@ Every series name and label the dashboards and rules use is spelled here once. T
 what the OpenTelemetry Prometheus exporter writes for graphai's instruments: dots become
 ``_``, unit ``s`` appends ``_seconds``, ``{token}/s`` appends ``_per_second``, counters gain
 ``_total``; attribute ``graphai.graph.name`` becomes label ``graphai_graph_name``.
+
+Only graphai's own ``graphai_*`` series: both GenAI conventions modes emit them unchanged
+(``OTEL_SEMCONV_STABILITY_OPT_IN``, docs/telemetry.md "GenAI conventions: two modes"), so no
+query or rule depends on the mode; ``gen_ai_*`` series change name with it and stay out of here.
 """
 
 from __future__ import annotations
