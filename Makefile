@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench dashboards e2e system-deps clean typecheck stack stack-bins
+.PHONY: demo test lint bench bench-peers dashboards e2e system-deps clean typecheck stack stack-bins
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ typecheck: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# The same work in LangGraph, LlamaIndex Workflows, pydantic-graph and graphai-lib 0.0.12, each in
+# a venv of its own built on first use from pinned lock files (benchmarks/peers/requirements/);
+# about 10 min on 2 cores. Options: make bench-peers PEERS_ARGS="--quick" (see --help).
+bench-peers: $(STAMP)
+	$(PY) benchmarks/peers/run.py $(PEERS_ARGS)
 
 dashboards: $(STAMP)
 	$(PY) dashboards/generate.py

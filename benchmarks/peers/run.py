@@ -159,8 +159,9 @@ def selected_configs(args: argparse.Namespace) -> list[Config]:
 
 
 def rotated(items: list[Any], rnd: int) -> list[Any]:
-    """Round ``rnd``'s order: rotated by ``rnd``, reversed every other round."""
-    k = rnd % len(items) if items else 0
+    """Round ``rnd``'s order: rounds ``2j`` and ``2j + 1`` rotate by ``j``, the odd one runs
+    reversed, so any two configurations swap order from one round to the next."""
+    k = (rnd // 2) % len(items) if items else 0
     out = items[k:] + items[:k]
     return out[::-1] if rnd % 2 else out
 
