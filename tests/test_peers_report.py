@@ -31,7 +31,11 @@ def _load(name: str) -> ModuleType:
 
 def cell(config: str, label: str, measure: str, unit: str, rounds: list[float], **kw: Any) -> dict:
     better = "higher" if unit == "tokens/s" else "lower"
-    group = "telemetry" if config in ("ours-otel", "langgraph-sdk", "langgraph-openllmetry") else "plain"
+    group = (
+        "telemetry"
+        if config in ("ours-otel", "langgraph-sdk", "langgraph-openllmetry")
+        else "plain"
+    )
     return {
         "config": config,
         "label": label,
