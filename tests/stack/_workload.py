@@ -15,9 +15,13 @@ Graph ``stack_workload``: ``generate`` (an ``llm`` streaming node: the first tok
   fail  like fast, then ``postprocess`` raises
 
 Each run's line: index, kind, trace id, the run span's status, outcome and TTFT attribute (read
-by an in-memory span processor on the same tracer provider), the graph's result or error, the
-full token stream the consumer read, and the run's wall time. ``--hold`` keeps the process (and
-its ``/metrics``) up after the plan, flushed, until stdin closes; it prints ``DONE`` first.
+by a span processor on the same tracer provider), the graph's result or error, the full token
+stream the consumer read, its wall time and its start and end (``time.time()``). With
+``--overflow-nodes N``, after the first run, one run of a chain of N more node names (beyond
+GRAPHAI_METRICS_LABEL_LIMIT they are folded into ``_OTHER``) and its line (kind ``overflow``).
+stdout: ``PLAN_DONE <s>``, then with ``--hold`` (the process and its ``/metrics`` stay up,
+flushed, until stdin closes) ``DONE``, and ``SHUTDOWN ok=<bool> <s>`` after the handle's
+shutdown.
 """
 
 from __future__ import annotations
