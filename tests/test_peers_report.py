@@ -152,7 +152,7 @@ class TestTables:
         # cost: ours 58/60/56 -> 58; OpenLLMetry 330/350/310 -> 330
         assert "| chain-10 | µs/node | 58.0 (56.0–60.0) | 330 (310–350) |" in text
         assert text.count("no recursion_limit passed") == 1
-        assert "LangGraph, LangGraph + OpenLLMetry (chain-1000, chain-10)" in text
+        assert "LangGraph, LangGraph + OpenLLMetry [chain-1000, chain-10]" in text
 
     def test_formats(self) -> None:
         report = _load("_report")

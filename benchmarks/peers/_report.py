@@ -218,7 +218,7 @@ def notes(cells: Sequence[Cell]) -> list[str]:
             labels, ms = where.setdefault(n, ({}, {}))
             labels[c["label"]] = None
             ms[c["measure"]] = None
-    return [f"{', '.join(ls)} ({', '.join(ms)}): {n}" for n, (ls, ms) in where.items()]
+    return [f"{', '.join(ls)} [{', '.join(ms)}]: {n}" for n, (ls, ms) in where.items()]
 
 
 def render(doc: dict[str, Any], markdown: bool = False) -> str:
