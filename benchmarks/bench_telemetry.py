@@ -611,6 +611,127 @@ class _Empty:
     resource_metrics: tuple[Any, ...] = ()
 
 
+def fanout(width: int) -> Graph:
+    """start -> ``width`` parallel nodes -> join -> end (``x`` summed at the join)."""
+    from graphai import node
+
+    @node(start=True)
+    async def src(x: int) -> dict[str, Any]:
+        """Fan out."""
+        return {"x": x}
+
+    branches = []
+    for i in range(width):
+
+        async def leaf(x: int) -> dict[str, Any]:
+            """One branch."""
+            return {"x": x}
+
+        leaf.__name__ = leaf.__qualname__ = f"b{i}"
+        branches.append(node(leaf))
+
+    @node(end=True)
+    async def join(x: int) -> dict[str, Any]:
+        """Join."""
+        return {"x": x + 1}
+
+    g = Graph(max_steps=width + 10)
+    for nd in (src, *branches, join):
+        g.add_node(nd)
+    g.add_parallel(src, branches)
+    g.add_join(branches, join)
+    g.compile()
+    return g
+
+
+SHAPES = (("chain_10", 10, 500), ("chain_100", 100, 50), ("chain_1000", 1000, 5), ("fanout_20", 22, 200))
+
+
+@benchmark(
+    "telemetry_shapes",
+    "per-node cost of full telemetry (SDK TracerProvider + BatchSpanProcessor to a no-op "
+    "exporter, MeterProvider + InMemoryMetricReader) on chains of 10, 100 and 1000 nodes and "
+    "on a fan-out start -> 20 parallel -> join (22 nodes): gross µs per node with telemetry, "
+    "telemetry on minus off, and the SDK floor (the same SDK calls per node and per run, "
+    "alone in a plain loop) with the ratio; shapes interleaved, median of 11",
+    impls=("ours",),
+    isolate=True,
+)
+async def telemetry_shapes(ctx: Context) -> Result:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from graphai.telemetry import instrument
+
+    repeats = 2 * ctx.repeats + 1
+    exporter = NullSpanExporter()
+    tp = TracerProvider(shutdown_on_exit=False)
+    tp.add_span_processor(
+        BatchSpanProcessor(exporter, max_queue_size=BSP_QUEUE)  # type: ignore[arg-type]
+    )
+    mp = MeterProvider([InMemoryMetricReader()], shutdown_on_exit=False)
+    instr = instrument(tracer_provider=tp, meter_provider=mp)
+    configs: dict[str, Callable[[], Awaitable[float]]] = {}
+    calls: dict[str, int] = {}
+    for name, nodes, full_execs in SHAPES:
+        execs = ctx.size(full_execs, max(1, full_execs // 10))
+        calls[name] = nodes * execs
+        if name.startswith("chain"):
+            g = chain(nodes)
+            runs = chain_runs(g, nodes, execs)
+        else:
+            g = fanout(nodes - 2)
+            runs = fanout_runs(g, nodes - 2, execs)
+        bare = bare_sdk_runs(tp, mp, g.name, nodes, execs)
+
+        def on(runs: Callable[[], Awaitable[float]] = runs) -> Awaitable[float]:
+            set_instrumentation(instr)
+            return runs()
+
+        def off(runs: Callable[[], Awaitable[float]] = runs) -> Awaitable[float]:
+            set_instrumentation(None)
+            return runs()
+
+        async def floor(bare: Callable[[], float] = bare) -> float:
+            set_instrumentation(None)
+            return bare()
+
+        configs[f"{name}.on"], configs[f"{name}.off"], configs[f"{name}.floor"] = on, off, floor
+    try:
+        s = await interleaved(configs, repeats, ctx.warmup)
+    finally:
+        set_instrumentation(instr)
+        tp.shutdown()
+        mp.shutdown()
+    out: Result = {}
+    for name, _nodes, _e in SHAPES:
+        n = calls[name]
+        on_us = median(s[f"{name}.on"]) / n * 1e6
+        cost_us = on_us - median(s[f"{name}.off"]) / n * 1e6
+        floor_us = median(s[f"{name}.floor"]) / n * 1e6
+        out[f"{name}_gross_us"] = metric(on_us, "µs/node", "lower")
+        out[f"{name}_telemetry_us"] = metric(cost_us, "µs/node", "lower")
+        out[f"{name}_floor_us"] = metric(floor_us, "µs/node", "lower")
+        out[f"{name}_ratio"] = metric(cost_us / floor_us, "×", "lower")
+    out["info"] = {"shapes": [list(x) for x in SHAPES], "repeats": repeats, "samples_s": s}
+    return out
+
+
+def fanout_runs(g: Graph, width: int, execs: int) -> Callable[[], Awaitable[float]]:
+    async def run_once() -> float:
+        t0 = perf_counter()
+        for _ in range(execs):
+            out = await g.execute({"x": 0})
+        dt = perf_counter() - t0
+        if out["x"] != 1:
+            raise AssertionError(f"fan-out of {width} returned x={out['x']}")
+        return dt
+
+    return run_once
+
+
 @benchmark(
     "api_only",
     "per-node overhead on a 100-node chain with the OpenTelemetry API only (no SDK: "

@@ -21,8 +21,9 @@ from graphai import _hooks
 from graphai._log import log_event
 from graphai.telemetry import _semconv, _state, env
 from graphai.telemetry import names as N
-from graphai.telemetry._guard import LabelGuard, seam
-from graphai.telemetry._observers import NodeObs, NodeStatic, RunObs
+from graphai.telemetry._guard import LabelGuard, clean, seam
+from graphai.telemetry._observers import NodeObs, RunObs
+from graphai.telemetry._records import NodeStatic
 from graphai.telemetry.metrics import Instruments, instruments_for
 from graphai.telemetry.tracing import span_name
 
@@ -46,7 +47,7 @@ def _noop_meter_types() -> tuple[type, ...]:
     return tuple(types)
 
 
-LIVE_LOCK_WAIT_S = 0.5
+_SNAPSHOT_TRIES = 8
 """How long a snapshot of the live node runs waits for the live set's lock."""
 
 _NOOP_TRACER_TYPES: tuple[type, ...] = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
@@ -83,14 +84,17 @@ class OTelInstrumentation(_hooks.Instrumentation):
         # the GenAI names of the settings' conventions mode, resolved once (_semconv)
         self.conv = _semconv.conventions(self.settings.genai_semconv)
         self.genai_attrs = _semconv.GenAIAttributes(self.guard)
-        # live node runs (active/stalled gauges, active_streams()); changed and read under a
-        # lock: scrape threads take snapshots, never iterate the live set
+        # live node runs (active/stalled gauges, active_streams()): runs add and remove
+        # themselves (set.add / set.remove are atomic under the GIL, no lock on the node hot
+        # path); scrape threads take snapshots (live_snapshot), never iterate the live set
         self.live: set[NodeObs] = set()
-        self.live_lock = threading.Lock()
         self.seen_labels: set[tuple[str, str]] = set()
         self._attr_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._static: dict[tuple[Any, ...], NodeStatic] = {}
+        # (graph, metrics on) -> node name -> static: one lookup per run, one per node
+        self._statics: dict[tuple[str, bool], dict[str, NodeStatic]] = {}
         s = self.settings
+        self.capture = s.capture_content
         # index of the first token event: 0, or -1 when token events are off
         self.first_event = 0 if s.token_events == "all" or (
             s.token_events != "off" and s.token_events_max > 0
@@ -99,35 +103,19 @@ class OTelInstrumentation(_hooks.Instrumentation):
     def adopt_live(self, prev: OTelInstrumentation) -> None:
         """Take over ``prev``'s node runs in flight: they stay counted and end normally."""
         self.live = prev.live
-        self.live_lock = prev.live_lock
         self.seen_labels = prev.seen_labels
 
-    def live_add(self, obs: NodeObs) -> None:
-        locked = self.live_lock.acquire(timeout=LIVE_LOCK_WAIT_S)
-        try:
-            self.live.add(obs)
-        finally:
-            if locked:
-                self.live_lock.release()
-
-    def live_remove(self, obs: NodeObs) -> None:
-        """Raises ``KeyError`` when ``obs`` already ended (ends happen exactly once)."""
-        locked = self.live_lock.acquire(timeout=LIVE_LOCK_WAIT_S)
-        try:
-            self.live.remove(obs)
-        finally:
-            if locked:
-                self.live_lock.release()
-
     def live_snapshot(self) -> list[NodeObs]:
-        # bounded: a KeyboardInterrupt landing between a main-thread acquire and its release
-        # must not hang a later collection (shutdown, scrape); the GIL makes the copy atomic
-        if not self.live_lock.acquire(timeout=LIVE_LOCK_WAIT_S):
-            return list(self.live)
-        try:
-            return list(self.live)
-        finally:
-            self.live_lock.release()
+        """A copy of the live node runs, safe from any thread. ``list(set)`` runs in C without
+        releasing the GIL, so the copy is atomic; where it is not (a build without the GIL),
+        a copy that saw the set change is retried, and after a few tries the answer is empty
+        for this collection rather than a wrong one."""
+        for _ in range(_SNAPSHOT_TRIES):
+            try:
+                return list(self.live)
+            except RuntimeError:  # "Set changed size during iteration"
+                continue
+        return []
 
     # -- providers ---------------------------------------------------------------------------
     def tracer(self) -> Any:
@@ -182,6 +170,8 @@ class OTelInstrumentation(_hooks.Instrumentation):
     ) -> NodeStatic:
         """What every run of one node shares (span name, static attributes, metric label),
         built once."""
+        raw = name
+        name = clean(name)
         key = (run.graph, name, kind, stream, model, run.inst is not None)
         st = self._static.get(key)
         if st is None:
@@ -198,10 +188,24 @@ class OTelInstrumentation(_hooks.Instrumentation):
                 self.seen_labels.add((run.graph_label, label))
                 ok_attrs = self.attrs(run.graph, name, kind, N.OUTCOME_OK)
                 base_attrs = self.attrs(run.graph, name)
-            st = NodeStatic(name_of_span, attributes, label, kind, model, ok_attrs, base_attrs)
+            st = NodeStatic(name, name_of_span, attributes, label, kind, stream, model, ok_attrs, base_attrs)
             if len(self._static) < 100_000:
                 self._static[key] = st
+        by_name = run.statics
+        if len(by_name) < 10_000:
+            by_name[raw] = st
         return st
+
+    def statics_for(self, graph: str, metrics_on: bool) -> dict[str, NodeStatic]:
+        """Graph ``graph``'s node statics by node name (filled by :meth:`node_static`), read
+        once per run: a node run finds its static with one lookup by name."""
+        key = (graph, metrics_on)
+        d = self._statics.get(key)
+        if d is None:
+            d = {}
+            if len(self._statics) < 10_000:
+                d = self._statics.setdefault(key, d)
+        return d
 
     # -- seam -----------------------------------------------------------------------------------
     @seam("run.start", _hooks.NOOP_RUN)

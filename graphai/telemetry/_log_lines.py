@@ -8,7 +8,8 @@ from graphai.telemetry import names as N
 from graphai.telemetry._guard import current_span, redacted_trace, safe_log, seam
 
 if TYPE_CHECKING:
-    from graphai.telemetry._observers import EndFigures, NodeObs, RunObs
+    from graphai.telemetry._observers import NodeObs, RunObs
+    from graphai.telemetry._records import EndFigures
 
 __all__ = ["log_node_end", "log_run_end"]
 

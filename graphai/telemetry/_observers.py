@@ -2,14 +2,14 @@
 The observers the engine calls through ``graphai._hooks``: :class:`RunObs` (one graph run) and
 :class:`NodeObs` (one node run, with the token hot path). They hold state only; spans, metrics
 and log lines are written by ``tracing``, ``metrics`` and ``_log_lines`` from one
-:class:`EndFigures` record per node run.
+``_records.EndFigures`` record per node run.
 """
 
 from __future__ import annotations
 
 from time import perf_counter
 from time import perf_counter as _perf_counter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from opentelemetry import context as otel_context
@@ -18,8 +18,9 @@ from opentelemetry import trace
 from graphai import _hooks
 from graphai.telemetry import _state, env
 from graphai.telemetry import names as N
-from graphai.telemetry._guard import clean, safe_log, seam
+from graphai.telemetry._guard import clean, internal_error, safe_log, seam
 from graphai.telemetry._log_lines import log_node_end, log_run_end
+from graphai.telemetry._records import EndFigures
 from graphai.telemetry.metrics import Instruments, record_node, record_run
 from graphai.telemetry.tracing import (
     end_node_span,
@@ -34,9 +35,12 @@ from graphai.telemetry.tracing import (
 if TYPE_CHECKING:
     from graphai.telemetry._instrumentation import OTelInstrumentation
 
-__all__ = ["EndFigures", "NodeObs", "NodeStatic", "RunObs", "current_log_context"]
+__all__ = ["NodeObs", "RunObs", "current_log_context"]
 
 _logger = structlog.get_logger("graphai")
+_set_log_node = _state.LOG_NODE.set
+_INTERNAL = trace.SpanKind.INTERNAL
+_attach, _detach, _in_context = otel_context.attach, otel_context.detach, trace.set_span_in_context
 
 
 def current_log_context() -> dict[str, str]:
@@ -51,51 +55,6 @@ def current_log_context() -> dict[str, str]:
     return out
 
 
-class NodeStatic:
-    """What every run of one node shares: span name and static attributes, metric label and
-    the metric attribute dicts of the common case (outcome ok)."""
-
-    __slots__ = (
-        "attributes",
-        "base_attrs",
-        "by_step",
-        "kind",
-        "label",
-        "model",
-        "ok_attrs",
-        "span_name",
-    )
-
-    def __init__(
-        self,
-        span_name: str,
-        attributes: dict[str, Any],
-        label: str,
-        kind: str,
-        model: str | None,
-        ok_attrs: dict[str, Any] | None,
-        base_attrs: dict[str, Any] | None,
-    ) -> None:
-        self.span_name = span_name
-        self.attributes = attributes
-        self.label = label
-        self.kind = kind
-        self.model = model
-        self.ok_attrs = ok_attrs
-        self.base_attrs = base_attrs
-        self.by_step: dict[int, dict[str, Any]] = {}
-
-    def at_step(self, step: int) -> dict[str, Any]:
-        """The node span's start attributes at ``step`` (shared: copy before changing)."""
-        d = self.by_step.get(step)
-        if d is None:
-            d = dict(self.attributes)
-            d[N.NODE_STEP] = step
-            if len(self.by_step) < 64:
-                self.by_step[step] = d
-        return d
-
-
 class RunObs(_hooks.RunObserver):
     """One graph run: its span, its log binding, its first-token time and token count."""
 
@@ -106,9 +65,11 @@ class RunObs(_hooks.RunObserver):
         "graph_label",
         "inst",
         "instr",
+        "live",
         "log",
         "run_id",
         "span",
+        "statics",
         "t0",
         "tokens",
         "tracer",
@@ -137,6 +98,9 @@ class RunObs(_hooks.RunObserver):
         self.span: Any = None
         self.ctx: Any = None
         self.log: Any = None
+        # per run, not per node: the live set and this graph's node statics, by node name
+        self.live = instr.live
+        self.statics = instr.statics_for(graph, inst is not None)
         if logging_on:
             self.log = _logger.bind(**{N.GRAPH_NAME: graph}, **({N.RUN_ID: run_id} if run_id else {}))
         if standalone:
@@ -161,20 +125,12 @@ class RunObs(_hooks.RunObserver):
         payload: dict[str, Any] | None = None,
         model: str | None = None,
     ) -> _hooks.NodeObserver:
-        return self._node(name, kind, stream, step, join, payload, model)
-
-    @seam("node.start", _hooks.NOOP_NODE)
-    def _node(
-        self,
-        name: str,
-        kind: str,
-        stream: bool,
-        step: int,
-        join: _hooks.JoinInfo | None,
-        payload: dict[str, Any] | None,
-        model: str | None,
-    ) -> _hooks.NodeObserver:
-        return NodeObs(self, name, kind, stream, step, join, payload, model)
+        # the seam's guard, inline (this is the per-node hot path)
+        try:
+            return NodeObs(self, name, kind, stream, step, join, payload, model)
+        except Exception as exc:
+            internal_error("node.start", exc)
+            return _hooks.NOOP_NODE
 
     @seam("run.channel")
     def channel(self, channel: Any) -> None:
@@ -241,7 +197,12 @@ class NodeObs(_hooks.NodeObserver):
         model: str | None = None,
     ) -> None:
         self.run = run
-        self.name = name = clean(name)
+        instr = run.instr
+        static = run.statics.get(name)
+        if static is None or static.kind != kind or static.stream != stream or static.model != model:
+            static = instr.node_static(run, name, kind, stream, model)
+        self.static = static
+        self.name = name = static.name
         self.stream = stream
         self.step = step
         self.capture = False
@@ -249,16 +210,23 @@ class NodeObs(_hooks.NodeObserver):
             self.n = 0
             self.t_first = self.t_last = self.max_gap = 0.0
             self.ev_count = 0
-        instr = run.instr
-        self.static = instr.node_static(run, name, kind, stream, model)
-        if run.tracer is not None:
-            self.span = start_node_span(self, step, join, payload)
+        tracer = run.tracer
+        if tracer is not None:
+            if join is None and not instr.capture:  # the common case, inline
+                attributes = static.by_step.get(step)
+                if attributes is None:
+                    attributes = static.at_step(step)
+                self.span = tracer.start_span(
+                    static.span_name, context=run.ctx, kind=_INTERNAL, attributes=attributes
+                )
+            else:
+                self.span = start_node_span(self, step, join, payload)
             self.ev_next = instr.first_event
         else:
             self.span = None
             self.ev_next = -1
         self.t0 = perf_counter()
-        instr.live_add(self)
+        run.live.add(self)
         if run.log is not None:
             safe_log(run.log, "debug", N.LOG_NODE_START, **{N.NODE_NAME: name, N.NODE_KIND: kind, N.NODE_STEP: step})
 
@@ -314,23 +282,28 @@ class NodeObs(_hooks.NodeObserver):
         if inst is not None:
             inst.late_tokens.add(1, self.static.base_attrs)
 
-    @seam("attach")
+    # attach, detach and end carry the seam's guard inline (per-node hot path)
     def attach(self) -> object:
-        t1 = _state.LOG_NODE.set(self)
-        span = self.span
-        t2 = otel_context.attach(trace.set_span_in_context(span, self.run.ctx)) if span is not None else None
-        return (t1, t2)
+        try:
+            t1 = _set_log_node(self)
+            span = self.span
+            return (t1, None if span is None else _attach(_in_context(span, self.run.ctx)))
+        except Exception as exc:
+            internal_error("attach", exc)
+            return None
 
-    @seam("detach")
     def detach(self, token: object) -> None:
         if not isinstance(token, tuple):
             return
         t1, t2 = token
         try:
-            if t2 is not None:
-                otel_context.detach(t2)
-        finally:
-            _state.LOG_NODE.reset(t1)
+            try:
+                if t2 is not None:
+                    _detach(t2)
+            finally:
+                _state.LOG_NODE.reset(t1)
+        except Exception as exc:
+            internal_error("detach", exc)
 
     @seam("router_choice")
     def router_choice(self, choice: Any) -> None:
@@ -343,7 +316,6 @@ class NodeObs(_hooks.NodeObserver):
             value = clean(str(choice))
         span.set_attribute(N.ROUTER_CHOICE, value)
 
-    @seam("node.end")
     def end(
         self,
         outcome: str,
@@ -351,10 +323,13 @@ class NodeObs(_hooks.NodeObserver):
         output: dict[str, Any] | None = None,
     ) -> None:
         try:
-            self.run.instr.live_remove(self)
+            self.run.live.remove(self)
         except KeyError:
             return  # already ended (end exactly once)
-        self._end(outcome, error, output)
+        try:
+            self._end(outcome, error, output)
+        except Exception as exc:
+            internal_error("node.end", exc)
 
     def _end(self, outcome: str, error: BaseException | None, output: dict[str, Any] | None) -> None:
         run = self.run
@@ -376,19 +351,14 @@ class NodeObs(_hooks.NodeObserver):
         m = EndFigures(duration, n, ttft, tpot, rate, max_gap)
         # three writers, each guarded on its own: a failing one never skips the next
         if self.span is not None:
-            end_node_span(self, outcome, error, err, output, m)
+            try:
+                end_node_span(self, outcome, error, err, output, m)
+            except Exception as exc:
+                internal_error("node.end", exc)
         if run.inst is not None:
-            record_node(self, outcome, err, m)
+            try:
+                record_node(self, outcome, err, m)
+            except Exception as exc:
+                internal_error("node.metrics", exc)
         if run.log is not None:
             log_node_end(self, outcome, error, err, m)
-
-
-class EndFigures(NamedTuple):
-    """A node run's figures, computed once at its end and handed to every writer."""
-
-    duration: float
-    n: int
-    ttft: float | None
-    tpot: float | None
-    rate: float | None
-    max_gap: float | None

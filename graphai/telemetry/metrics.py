@@ -21,7 +21,8 @@ from graphai.telemetry._guard import seam
 
 if TYPE_CHECKING:
     from graphai.telemetry._instrumentation import OTelInstrumentation
-    from graphai.telemetry._observers import EndFigures, NodeObs, RunObs
+    from graphai.telemetry._observers import NodeObs, RunObs
+    from graphai.telemetry._records import EndFigures
 
 __all__ = ["Instruments", "instruments_for", "observe_active", "observe_stalled", "record_node", "record_run"]
 
@@ -155,8 +156,8 @@ def record_run(run: RunObs, outcome: str, err: str | None, duration: float, ttft
         inst.genai[metric].record(duration, attrs, context=ctx)
 
 
-@seam("node.metrics")
 def record_node(node: NodeObs, outcome: str, err: str | None, m: EndFigures) -> None:
+    """Unguarded: the observer calls it inside the seam's guard (``node.metrics``)."""
     run = node.run
     instr = run.instr
     inst = run.inst

@@ -16,7 +16,8 @@ from graphai.telemetry._guard import record_exception, seam, truncate
 
 if TYPE_CHECKING:
     from graphai._hooks import JoinInfo
-    from graphai.telemetry._observers import EndFigures, NodeObs, RunObs
+    from graphai.telemetry._observers import NodeObs, RunObs
+    from graphai.telemetry._records import EndFigures
 
 __all__ = [
     "end_node_span",
@@ -28,6 +29,12 @@ __all__ = [
     "start_run_span",
     "token_event",
 ]
+
+
+# end attributes of a node run without tokens, error or captured output, shared (read-only)
+_OUTCOME_ONLY: dict[str, dict[str, Any]] = {
+    o: {N.NODE_OUTCOME: o} for o in (N.OUTCOME_OK, N.OUTCOME_CANCELLED)
+}
 
 
 def span_name(name: str, kind: str, model: str | None) -> tuple[str, dict[str, Any]]:
@@ -167,7 +174,6 @@ def token_event(node: NodeObs, n: int, token: Any) -> None:
     node.span.add_event(N.EVENT_TOKEN, attributes)
 
 
-@seam("node.end")
 def end_node_span(
     node: NodeObs,
     outcome: str,
@@ -176,9 +182,14 @@ def end_node_span(
     output: dict[str, Any] | None,
     m: EndFigures,
 ) -> None:
+    """The node span's end attributes, status and exception event; the span ends whatever
+    happens. Unguarded: the observer calls it inside the seam's guard (``node.end``)."""
     span = node.span
     settings = node.run.instr.settings
     try:
+        if not node.stream and err is None and not node.capture:  # the common case
+            span.set_attributes(_OUTCOME_ONLY.get(outcome) or {N.NODE_OUTCOME: outcome})
+            return
         attributes: dict[str, Any] = {N.NODE_OUTCOME: outcome}
         if node.stream:
             attributes[N.NODE_OUTPUT_TOKENS] = m.n
