@@ -470,3 +470,9 @@ class TestDashboardsAreModeIndependent:
         assert used and all(n.startswith("graphai_") for n in used), sorted(used)
         genai_prom = {N.METRICS[m][4] for m in _semconv.GENAI_HISTOGRAMS}
         assert not {n for n in used if re.sub(r"_(bucket|count|sum)$", "", n) in genai_prom}
+
+
+def test_scope_schema_url_is_the_default_names_version(default: TelemetryCapture) -> None:
+    # the default names are semantic-conventions v1.41.0's (names.py): the scope says so
+    scopes = {(s.instrumentation_scope.name, s.instrumentation_scope.schema_url) for s in default.spans()}
+    assert scopes == {(N.SCOPE, "https://opentelemetry.io/schemas/1.41.0")}

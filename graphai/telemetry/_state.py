@@ -22,7 +22,8 @@ def _version() -> str:
 
 VERSION = _version()
 """The instrumentation scope version: the installed package's version."""
-SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
+"""The schema of the default GenAI names (semantic-conventions v1.41.0, see names.py)."""
 
 # The installed instrumentation (``instrument()``), or ``None``.
 INSTALLED: list[OTelInstrumentation | None] = [None]
