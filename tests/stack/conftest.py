@@ -505,7 +505,7 @@ class PlannedStack:
         time.sleep(max(0.0, self.done_at + wait - time.monotonic()))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped when the last test of tests/stack is done
 def planned_stack(
     otelcol_bin: Path, jaeger_bin: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PlannedStack]:
@@ -513,7 +513,7 @@ def planned_stack(
     the Collector's exporter (honor_labels: job = service.name) and the workload's own /metrics
     (job ``graphai-inprocess``), and one workload: N_FAST fast, N_SLOW slow-TTFT and N_FAIL
     failing runs in a seeded order, 4 at a time over about 7 s, then held (flushed, /metrics up)
-    until the session ends."""
+    until the package's tests are done."""
     tmp = tmp_path_factory.mktemp("planned-stack")
     plan = ["fast"] * N_FAST + ["slow"] * N_SLOW + ["fail"] * N_FAIL
     random.Random(PLAN_SEED).shuffle(plan)
