@@ -16,8 +16,9 @@ import pytest
 import structlog
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics._internal.exemplar import ExemplarFilter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, generate_latest
@@ -265,6 +266,121 @@ class TestOneGuardCounted:
             "telemetry.internal_error where='node.end' error_type='ValueError'",
             "telemetry.internal_error where='node.end' error_type='ValueError' suppressed=3",
         ]
+
+
+class NodeSpansExplode(SpanProcessor):
+    """A span processor that raises on the start or the end of node spans only."""
+
+    def __init__(self, on: str) -> None:
+        self.on = on
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.on == "start" and not span.name.startswith("invoke_workflow"):
+            raise RuntimeError("on_start")
+
+    def on_end(self, span: Any) -> None:
+        if self.on == "end" and not span.name.startswith("invoke_workflow"):
+            raise RuntimeError("on_end")
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class RaisingExemplarFilter(ExemplarFilter):
+    """Every record of a float (the duration histograms) raises inside the SDK; integer
+    counts (the internal-errors counter itself, the gauges) pass."""
+
+    def should_sample(self, value: Any, time_unix_nano: int, attributes: Any, context: Any) -> bool:
+        if isinstance(value, float):
+            raise RuntimeError("should_sample")
+        return False
+
+
+class TestEveryNodePhaseGuarded:
+    """The per-node phases carry the seam's guard inline (no wrapper frame on the hot path):
+    each failing phase is counted under its own ``where``, the run's result and token stream
+    are unchanged, and the next phases still run (the active gauge returns to 0)."""
+
+    async def _run(self, tp: TracerProvider | None, mp: MeterProvider) -> None:
+        telemetry.instrument(tracer_provider=tp, meter_provider=mp)
+        try:
+            for _ in range(2):
+                result, toks = await run_with_consumer(_streaming_graph(), {"q": 1})
+                assert toks == EXPECTED_TOKENS and result["total"] == 3
+        finally:
+            telemetry.instrument()
+            if tp is not None:
+                tp.shutdown()
+
+    @staticmethod
+    def _counts(reader: InMemoryMetricReader) -> dict[str, int]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return {
+            str(p.attributes["where"]): int(p.value)
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == N.INTERNAL_ERRORS
+            for p in m.data.data_points
+        }
+
+    @staticmethod
+    def _active(reader: InMemoryMetricReader) -> set[float]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return {
+            float(p.value)
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == N.NODE_ACTIVE
+            for p in m.data.data_points
+        }
+
+    @pytest.mark.parametrize(("on", "where"), [("start", "node.start"), ("end", "node.end")])
+    async def test_node_span_phase(self, fresh_errors: None, on: str, where: str) -> None:
+        tp = TracerProvider()
+        tp.add_span_processor(NodeSpansExplode(on))  # type: ignore[arg-type]
+        reader = InMemoryMetricReader()
+        mp = MeterProvider(metric_readers=[reader])
+        await self._run(tp, mp)
+        assert self._counts(reader) == {where: 4}  # 2 runs x 2 nodes
+        # after a failed node start the node is not observed at all; after a failed span end
+        # the node's metrics were still recorded and it left the live set
+        assert self._active(reader) <= {0.0}
+        durations = [m for m in _metric_names(reader) if m == N.NODE_DURATION]
+        assert durations == ([] if on == "start" else [N.NODE_DURATION])
+        mp.shutdown()
+
+    async def test_node_metrics_phase(self, fresh_errors: None) -> None:
+        tp = TracerProvider()
+        exporter = InMemorySpanExporter()
+        tp.add_span_processor(SimpleSpanProcessor(exporter))
+        reader = InMemoryMetricReader()
+        mp = MeterProvider(metric_readers=[reader], exemplar_filter=RaisingExemplarFilter())
+        await self._run(tp, mp)
+        # node.metrics fails at its first record (the duration), once per node run; run.metrics
+        # once per run; the spans are complete either way
+        assert self._counts(reader) == {"node.metrics": 4, "run.metrics": 2}
+        names = sorted(s.name for s in exporter.get_finished_spans())
+        assert names == ["done", "done", "invoke_workflow speaker", "invoke_workflow speaker", "speak", "speak"]
+        outcomes = {
+            (s.attributes or {}).get(N.NODE_OUTCOME)
+            for s in exporter.get_finished_spans()
+            if s.name in ("done", "speak")
+        }
+        assert outcomes == {"ok"}
+        mp.shutdown()
+
+
+def _metric_names(reader: InMemoryMetricReader) -> list[str]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
 
 
 class TestLabelOverflowCountsOnce:
