@@ -369,6 +369,16 @@ def collector(otelcol_bin: Path, jaeger: Jaeger, tmp_path: Path) -> Iterator[Col
 # -- Prometheus ----------------------------------------------------------------------------------
 
 
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus.yml"
+
+
+def collector_relabel() -> list[dict[str, Any]]:
+    """The metric relabelling of deploy/prometheus.yml's Collector job, as shipped."""
+    shipped = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = [j for j in shipped["scrape_configs"] if j["job_name"] == "otel-collector"]
+    return list(job["metric_relabel_configs"])
+
+
 @contextmanager
 def run_prometheus(tmp: Path, jobs: Mapping[str, tuple[str, bool]]) -> Iterator[Prometheus]:
     """Debian's Prometheus with exemplar storage on, scraping every second each job
@@ -379,6 +389,7 @@ def run_prometheus(tmp: Path, jobs: Mapping[str, tuple[str, bool]]) -> Iterator[
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {"job_name": name, "honor_labels": honor, "static_configs": [{"targets": [target]}]}
+            | ({"metric_relabel_configs": collector_relabel()} if honor else {})
             for name, (target, honor) in jobs.items()
         ],
     }
