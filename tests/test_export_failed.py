@@ -40,6 +40,39 @@ class TestWatchedExporters:
         ]
         assert w.report.failures == 2 and inner.calls == 2
 
+    def test_every_failure_is_counted_per_signal(self, caplog) -> None:
+        # the log line is rate-limited; the counter is not (it is what an SRE alerts on)
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        import graphai.telemetry as t
+        from graphai.telemetry import names as N
+
+        structlog.reset_defaults()
+        reader = InMemoryMetricReader()
+        mp = MeterProvider(metric_readers=[reader])
+        t.instrument(meter_provider=mp)
+        try:
+            w = WatchedSpanExporter(Failing(raise_=True), FailureReport("traces", every_s=3600))
+            with caplog.at_level("WARNING", logger="graphai"):
+                for _ in range(3):
+                    w.export([])
+            data = reader.get_metrics_data()
+        finally:
+            t.instrument()
+            mp.shutdown()
+        assert data is not None
+        points = {
+            tuple(sorted((p.attributes or {}).items())): p.value
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == N.EXPORT_FAILURES
+            for p in m.data.data_points
+        }
+        assert points == {(("signal", "traces"),): 3}
+        assert len([r for r in caplog.records if r.name == "graphai"]) == 1
+
     def test_reports_again_after_the_interval(self, caplog) -> None:
         structlog.reset_defaults()
         w = WatchedSpanExporter(Failing(raise_=False), FailureReport("traces", every_s=0))

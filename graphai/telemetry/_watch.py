@@ -1,7 +1,9 @@
 """
-Exporter wrappers that report failures as ``telemetry.export_failed`` (warning, at most once a
-minute per signal, with the number of failed exports since the last report). They delegate
-everything else, never raise into the SDK's export loop, and never change what is exported.
+Exporter wrappers that count failed exports (``graphai.telemetry.export_failures{signal}``, on
+the installed instrumentation's meter: visible on ``/metrics`` while OTLP is down) and report
+them as ``telemetry.export_failed`` (warning, at most once a minute per signal, with the number
+of failed exports since the last report). They delegate everything else, never raise into the
+SDK's export loop, and never change what is exported.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from graphai._log import log_event
+from graphai.telemetry import _state
 from graphai.telemetry import names as N
 
 __all__ = ["FailureReport", "WatchedLogExporter", "WatchedMetricExporter", "WatchedSpanExporter"]
@@ -36,6 +39,7 @@ class FailureReport:
         self._lock = threading.Lock()
 
     def failed(self, exporter: object, error: BaseException | None = None) -> None:
+        _count(self.signal)
         with self._lock:
             self.failures += 1
             self._unreported += 1
@@ -51,6 +55,16 @@ class FailureReport:
         if error is not None:
             fields["error_type"] = type(error).__name__
         log_event("warning", N.LOG_EXPORT_FAILED, **fields)
+
+
+def _count(signal: str) -> None:
+    try:
+        instr = _state.INSTALLED[0]
+        inst = instr.instruments() if instr is not None else None
+        if inst is not None:
+            inst.export_failures.add(1, {N.EXPORT_SIGNAL: signal})
+    except Exception:  # counting must never break the export loop; the log line still goes
+        pass
 
 
 class WatchedSpanExporter(SpanExporter):

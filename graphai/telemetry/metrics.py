@@ -58,6 +58,7 @@ class Instruments:
         self.delivery_delay = hist(N.DELIVERY_DELAY)
         self.overflow = counter(N.LABEL_OVERFLOW)
         self.internal_errors = counter(N.INTERNAL_ERRORS)
+        self.export_failures = counter(N.EXPORT_FAILURES)
         self.late_tokens = counter(N.NODE_LATE_TOKENS)
         self.genai_duration = hist(N.GENAI_OPERATION_DURATION)
         self.genai_ttfc = hist(N.GENAI_TTFC)

@@ -115,6 +115,7 @@ STREAM_STALLED: Final = "graphai.stream.stalled"
 DELIVERY_DELAY: Final = "graphai.callback.delivery_delay"
 LABEL_OVERFLOW: Final = "graphai.telemetry.label_overflow"
 INTERNAL_ERRORS: Final = "graphai.telemetry.internal_errors"
+EXPORT_FAILURES: Final = "graphai.telemetry.export_failures"
 NODE_LATE_TOKENS: Final = "graphai.node.late_tokens"
 GENAI_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 GENAI_TTFC: Final = "gen_ai.client.operation.time_to_first_chunk"
@@ -131,6 +132,8 @@ OVERFLOW_ATTRIBUTE: Final = "attribute"
 """Attribute of ``graphai.telemetry.label_overflow``: which attribute overflowed."""
 INTERNAL_ERROR_WHERE: Final = "where"
 """Attribute of ``graphai.telemetry.internal_errors``: the seam call that failed."""
+EXPORT_SIGNAL: Final = "signal"
+"""Attribute of ``graphai.telemetry.export_failures``: ``traces``, ``metrics`` or ``logs``."""
 REDACTED: Final = "[redacted: content capture is off]"
 """``exception.message`` of exception events while content capture is off."""
 
@@ -195,6 +198,8 @@ METRICS: Final[dict[str, tuple[str, str, str, tuple[float, ...] | None, str]]] =
                        None, "graphai_node_late_tokens_total"),
     INTERNAL_ERRORS: ("counter", "{error}", "Failures inside graphai's telemetry (the graph carried on).",
                       None, "graphai_telemetry_internal_errors_total"),
+    EXPORT_FAILURES: ("counter", "{export}", "Failed OTLP exports of configure()'s exporters, per signal.",
+                      None, "graphai_telemetry_export_failures_total"),
     GENAI_OPERATION_DURATION: ("histogram", "s", "GenAI operation duration (llm nodes).",
                                GENAI_DURATION_BUCKETS, "gen_ai_client_operation_duration_seconds"),
     GENAI_TTFC: ("histogram", "s", "Time to the first chunk of a GenAI response (llm nodes).",

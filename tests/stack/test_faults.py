@@ -129,6 +129,14 @@ def test_collector_restart_mid_run_loses_only_the_outage_spans_and_no_metric(
         return sum(v for k, v in counts.items() if f'job="{service}"' in k) == N_RUNS
 
     poll(all_counted, DELIVERY_TIMEOUT_S, interval=0.5, what=f"{N_RUNS} runs counted after restart")
+    # every failed export counted (the log line above was one per signal), delivered with the
+    # metrics once the Collector is back
+    failures = {k: v for k, v in _collector_series(
+        collector, collector.metrics_url, "graphai_telemetry_export_failures_total").items()
+        if f'job="{service}"' in k}  # fmt: skip
+    by_signal = {s: sum(v for k, v in failures.items() if f'signal="{s}"' in k)
+                 for s in ("traces", "metrics")}  # fmt: skip
+    assert by_signal["traces"] >= 1 and by_signal["metrics"] >= 2, failures
     # span metrics are the Collector's own state: the restarted one counts only the spans it
     # received, i.e. the stored runs that ended after the stop (give or take the last batch)
     spans = _collector_series(collector, collector.metrics_url, "traces_span_metrics_calls_total")
