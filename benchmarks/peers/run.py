@@ -371,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         print("measures:", ", ".join(m.id for m in ms))
         return 0
     started = time.perf_counter()
+    bench = _bench_run()
+    git_start = git_state(bench)
     pythons: dict[str | None, Path] = {None: Path(sys.executable)}
     setup_s = {}
     for name in dict.fromkeys(c.venv for c in configs if c.venv):
@@ -398,19 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     order = {(c.key, m.id): (i, j) for j, c in enumerate(CONFIGS) for i, m in enumerate(ms)}
     cells = sorted(combine(docs), key=lambda cell: order[(cell["config"], cell["measure"])])
     total = time.perf_counter() - started
-    bench = _bench_run()
+    git_end = git_state(bench)
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "total_s": round(total),
         "venv_setup_s": setup_s,
         "machine": bench.machine(),
         "python": sys.version.split()[0],
-        "git": (bench._git("rev-parse", "--short", "HEAD") or "?")
-        + (
-            " (graphai/ had uncommitted changes)"
-            if bench._git("status", "--porcelain", "--", "graphai")
-            else ""
-        ),
+        "git": git_start
+        if git_end == git_start
+        else f"{git_start} at the start, {git_end} at the end (graphai changed during the run)",
         "argv": " ".join(
             ["benchmarks/peers/run.py", *(argv if argv is not None else sys.argv[1:])]
         ),
@@ -429,6 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("(partial run: RESULTS not written; pass --write to force)")
     return 0
+
+
+def git_state(bench: Any) -> str:
+    """The commit, and whether ``graphai/`` had uncommitted changes (ours runs the work tree)."""
+    rev = bench._git("rev-parse", "--short", "HEAD") or "?"
+    dirty = bench._git("status", "--porcelain", "--", "graphai")
+    return rev + (" (graphai/ had uncommitted changes)" if dirty else "")
 
 
 @contextmanager
