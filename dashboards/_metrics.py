@@ -46,9 +46,11 @@ HISTOGRAMS = (
 # counters and gauges
 NODE_OUTPUT_TOKENS = "graphai_node_output_tokens_total"
 LABEL_OVERFLOW = "graphai_telemetry_label_overflow_total"
+EXPORT_FAILURES = "graphai_telemetry_export_failures_total"
+EXPORT_SIGNAL = "signal"
 NODE_ACTIVE = "graphai_node_active"
 STREAM_STALLED = "graphai_stream_stalled"
-SCALARS = (NODE_OUTPUT_TOKENS, LABEL_OVERFLOW, NODE_ACTIVE, STREAM_STALLED)
+SCALARS = (NODE_OUTPUT_TOKENS, LABEL_OVERFLOW, EXPORT_FAILURES, NODE_ACTIVE, STREAM_STALLED)
 
 # every series name a query may use
 SERIES = frozenset(

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from _metrics import (
+    EXPORT_FAILURES,
+    EXPORT_SIGNAL,
     GRAPH,
     GRAPH_DURATION,
     GRAPH_TTFT,
@@ -73,6 +75,15 @@ class NodeErrors:
 
 
 @dataclass(frozen=True)
+class ExportFailures:
+    # the expression stays true for `window` after the last failure, so an outage shorter than
+    # for_ - window (10 min: a Collector restart, a rollout) never fires; a lasting one fires
+    # after for_
+    window: str = "5m"
+    for_: str = "15m"
+
+
+@dataclass(frozen=True)
 class Params:
     selector: str = ""  # extra matchers on every raw series, e.g. 'job="my-app"'
     runbook_base: str = "docs/operations.md"
@@ -80,6 +91,7 @@ class Params:
     throughput: Throughput = field(default_factory=Throughput)
     stalls: Stalls = field(default_factory=Stalls)
     node_errors: NodeErrors = field(default_factory=NodeErrors)
+    export_failures: ExportFailures = field(default_factory=ExportFailures)
 
 
 PRODUCTION = Params()
@@ -97,6 +109,7 @@ FAST_TEST = replace(
     throughput=replace(PRODUCTION.throughput, window="20s", for_="5s"),
     stalls=replace(PRODUCTION.stalls, for_="3s"),
     node_errors=replace(PRODUCTION.node_errors, window="20s", for_="5s"),
+    export_failures=replace(PRODUCTION.export_failures, window="20s", for_="5s"),
 )
 
 
@@ -192,7 +205,7 @@ def _burn(p: Params, speed: str) -> dict[str, Any]:
 
 
 def _alerts(p: Params) -> list[dict[str, Any]]:
-    tp, ne = p.throughput, p.node_errors
+    tp, ne, ef = p.throughput, p.node_errors, p.export_failures
     node_ref = (
         "node {{ $labels.graphai_node_name }} of graph {{ $labels.graphai_graph_name }} "
         "(job {{ $labels.job }})"
@@ -246,6 +259,20 @@ def _alerts(p: Params) -> list[dict[str, Any]]:
             "Job {{ $labels.job }} has more distinct {{ $labels.attribute }} values than "
             "GRAPHAI_METRICS_LABEL_LIMIT allows; {{ $value }} value(s) were recorded as _OTHER "
             "since the process started, so per-name panels and alerts miss them.",
+        ),
+        _alert(
+            p,
+            "GraphaiTelemetryExportFailing",
+            # sum over instances: each worker exports on its own; any failing one counts
+            f"sum by ({JOB}, {EXPORT_SIGNAL}) "
+            f"(increase({Scope(p.selector).sel(EXPORT_FAILURES)}[{ef.window}])) > 0",
+            ef.for_,
+            "warning",
+            "graphai cannot export {{ $labels.signal }}",
+            "Job {{ $labels.job }} failed {{ $value | printf \"%.0f\" }} OTLP export(s) of "
+            f"{{{{ $labels.signal }}}} over the last {ef.window}, continuously for {ef.for_}: "
+            "the Collector (or the OTLP endpoint) is down or refusing, so traces or metrics "
+            "are being lost. The graphs themselves are not affected.",
         ),
     ]
 

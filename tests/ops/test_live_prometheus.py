@@ -58,8 +58,11 @@ JOB = "graphai"  # the scrape job name prom_fixtures gives the workload
 ZERO_FALLBACK = " or on() vector(0)"  # dashboards/_promql.py
 LIVE_WINDOWS = {"__rate_interval": "30s", "__interval": "5s", "__range": "1m"}
 # stall mode with failures and label overflow: every panel has something to show
-EVERYTHING = ("--mode", "stall", "--stall-s", "3", "--fail-every", "3", "--overflow-nodes", "4")
-EVERYTHING_ENV = {"GRAPHAI_STALL_AFTER_S": "1", "GRAPHAI_METRICS_LABEL_LIMIT": "4"}
+EVERYTHING = ("--mode", "stall", "--stall-s", "3", "--fail-every", "3", "--overflow-nodes", "4",
+              "--otlp-down", str(free_port()))  # fmt: skip
+EVERYTHING_ENV = {"GRAPHAI_STALL_AFTER_S": "1", "GRAPHAI_METRICS_LABEL_LIMIT": "4",
+                  # span batches every 0.5 s, each failing within 1 s (nothing listens)
+                  "OTEL_BSP_SCHEDULE_DELAY": "500", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}  # fmt: skip
 READY_S, ALERT_S, DELIVERY_S = 20.0, 45.0, 20.0
 
 

@@ -12,7 +12,9 @@ Modes:
            GRAPHAI_STALL_AFTER_S below --stall-s): GraphaiStreamStalled
 --fail-every N makes every Nth run's ``postprocess`` raise ``ValueError`` (error panels);
 --overflow-nodes N runs, once, a graph of N extra node names (with a low
-GRAPHAI_METRICS_LABEL_LIMIT this exercises graphai_telemetry_label_overflow_total).
+GRAPHAI_METRICS_LABEL_LIMIT this exercises graphai_telemetry_label_overflow_total);
+--otlp-down PORT exports traces over OTLP/HTTP to 127.0.0.1:PORT, where nothing listens
+(graphai_telemetry_export_failures_total, GraphaiTelemetryExportFailing).
 Each loop consumes its stream like a real client (so callback delivery delay is measured).
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from typing import Any
@@ -119,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stall-s", type=float, default=3.0)
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--overflow-nodes", type=int, default=0)
+    ap.add_argument("--otlp-down", type=int, default=0, metavar="PORT")
     args = ap.parse_args(argv)
-    handle = telemetry.configure(
-        prometheus_addr=f"127.0.0.1:{args.port}", otlp_endpoint=None, service_name=SERVICE_NAME
-    )
+    if args.otlp_down:  # traces only: metrics stay on /metrics alone
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{args.otlp_down}/v1/traces"
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+    handle = telemetry.configure(prometheus_addr=f"127.0.0.1:{args.port}", service_name=SERVICE_NAME)
     print(f"workload: mode={args.mode} metrics on 127.0.0.1:{args.port}", flush=True)
     try:
         asyncio.run(main_async(args))
