@@ -6,5 +6,5 @@ says the behaviour itself.
 
 The "quirk" checks that graphai fixes (``docs/differences.md``, "The 12 fixes": caller input
 mutated, join edges ignored by ``compile()``, ``token_format`` ignored, the callback left open)
-are asserted here as the fixed behaviour; ``tests/test_fixes.py`` has the tests that prove each fix differs from upstream.
+are asserted here as the fixed behaviour; ``tests/fixes/`` has the tests that prove each fix differs from upstream.
 """

@@ -2,7 +2,7 @@
 The token stream of a graph run in graphai-lib 0.0.12 (section 7 checks 31-33, 37, 38, section
 3.1): the exact marker sequence, stream nodes only, END last, duck-typed callbacks, and the
 special-token formats. The quirks of checks 33 (``token_format`` ignored) and 38 (no END without
-a stream node) are asserted as fixed (``docs/differences.md`` fixes 1, 3); ``tests/test_fixes.py`` proves the
+a stream node) are asserted as fixed (``docs/differences.md`` fixes 1, 3); ``tests/fixes/`` proves the
 difference.
 """
 

@@ -2,7 +2,7 @@
 ``Graph.compile()`` of graphai-lib 0.0.12 (section 7 checks 15, 16, 18, 28, section 2.4): its
 validation errors and messages, ``strict=True`` cycle detection, what counts as reachable.
 Check 28's quirk (join edges ignored by ``compile()``) and check 18's ``set_end_node`` quirk are
-asserted as fixed (``docs/differences.md`` fix 5); ``tests/test_fixes.py`` proves the difference.
+asserted as fixed (``docs/differences.md`` fix 5); ``tests/fixes/`` proves the difference.
 """
 
 import asyncio

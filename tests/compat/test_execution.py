@@ -2,7 +2,7 @@
 Executing a graph as graphai-lib 0.0.12 does (section 7 checks 2-10 and 40, section 2.1):
 signature-filtered arguments and defaults, the ``input``/``upstream``/``state``/``callback``
 parameters, output merging, upstream's error messages, ``execute_many``. Check 10's quirk (the
-caller's input mutated) is asserted as fixed (``docs/differences.md`` fix 4); ``tests/test_fixes.py`` proves
+caller's input mutated) is asserted as fixed (``docs/differences.md`` fix 4); ``tests/fixes/`` proves
 the difference from upstream.
 """
 

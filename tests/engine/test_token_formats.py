@@ -1,6 +1,7 @@
-"""Token formats and marker names: str subclasses are formatted like str, the public parser
-rejects non-str input, a special-token format must tell tokens apart, and node names whose
-markers would read as other markers are rejected when the graph is built."""
+"""Token formats (hardening case 16; ``docs/differences.md``, "Formats are checked at
+construction"): ``token_format`` and ``special_token_format`` are checked when given or
+assigned, with a message naming the argument and the placeholder; ``token_format`` formats str
+subclasses like str; ``parse_stream_token()`` takes only a str."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class Chunk(str):
 
 
 class TestTokenFormatOnStrSubclasses:
+    """``token_format`` formats a str subclass as it formats a str; tokens without a format
+    are passed on as the same objects."""
+
     async def test_formatted_like_str(self) -> None:
         cb = Callback(token_format="[{token}]")
         consumer = asyncio.ensure_future(drain(cb))
@@ -53,6 +57,9 @@ class TestTokenFormatOnStrSubclasses:
 
 
 class TestParserInput:
+    """``parse_stream_token()`` raises ``TypeError`` for anything but a str; a str subclass
+    parses."""
+
     @pytest.mark.parametrize("value", [None, 3, b"<graphai:END:>", ["x"]])
     def test_non_str_is_a_type_error(self, value: Any) -> None:
         with pytest.raises(TypeError) as info:
@@ -66,6 +73,9 @@ class TestParserInput:
 
 
 class TestSpecialTokenFormatNeedsToken:
+    """A ``special_token_format`` without ``{token}`` is rejected by ``Callback()`` (every
+    special token would render the same); ``EventCallback`` ignores the format."""
+
     @pytest.mark.parametrize("fmt", ["<{identifier}>", "<{identifier}:{params}>", "{{token}}", "END"])
     def test_rejected_at_construction(self, fmt: str) -> None:
         with pytest.raises(ValueError) as info:
@@ -82,42 +92,6 @@ class TestSpecialTokenFormatNeedsToken:
 
     def test_event_callback_ignores_the_format(self) -> None:
         EventCallback(special_token_format="<{identifier}>")  # accepted and ignored, as upstream
-
-
-class TestMarkerNames:
-    @pytest.mark.parametrize(
-        ("name", "clash"),
-        [
-            ("END", "the stream's END marker"),
-            ("x:end", "the end marker of node 'x'"),
-            ("x:start", "the start marker of node 'x'"),
-            ("a:b:end", "the end marker of node 'a:b'"),
-        ],
-    )
-    def test_reserved_names_rejected_at_build_time(self, name: str, clash: str) -> None:
-        async def f() -> dict[str, Any]:
-            return {}
-
-        with pytest.raises(ValueError) as info:
-            Graph().add_node(node(f, name=name, start=True, end=True))
-        assert str(info.value) == (
-            f"add_node(): node name {name!r} is reserved: its stream marker would read as "
-            f"{clash}; names may not be 'END' or end with ':start' or ':end'"
-        )
-
-    @pytest.mark.parametrize("name", ["end", "x:ended", "start:x", "a:b", "<graphai:x>", "END:x"])
-    async def test_other_names_stay_unambiguous(self, name: str) -> None:
-        async def f(callback: Any) -> dict[str, Any]:
-            await callback.acall("t")
-            return {}
-
-        cb = Callback()
-        consumer = asyncio.ensure_future(drain(cb))
-        g = Graph().add_node(node(f, name=name, start=True, end=True, stream=True))
-        await asyncio.wait_for(g.execute({}, callback=cb), TIMEOUT)
-        items = await asyncio.wait_for(consumer, TIMEOUT)
-        kinds = [(p.kind, p.node) for p in map(parse_stream_token, items)]
-        assert kinds == [("start", name), ("node", name), ("token", None), ("end", name), ("END", None)]
 
 
 class TestFormatsAssignedAfterConstruction:
@@ -148,3 +122,54 @@ class TestFormatsAssignedAfterConstruction:
             cb.special_token_format = "<{identifier}>"
         assert cb.token_format == "{token}"
         assert cb.special_token_format == "<{identifier}:{token}:{params}>"
+
+
+class TestBadSpecialTokenFormat:
+    """A format with an unknown placeholder, a malformed format or a non-string format fails
+    when the Callback is constructed (not later, at `close()` or `aiter()`), naming the
+    argument and the placeholder."""
+
+    @pytest.mark.parametrize(
+        ("fmt", "placeholder"),
+        [
+            ("<{foo}>", "{foo}"),
+            ("<{identifier}:{token}:{params}:{extra}>", "{extra}"),
+            ("<{name}:{token}>", "{name}"),
+            ("<{}>", "{}"),
+        ],
+    )
+    def test_unknown_placeholder(self, fmt, placeholder):
+        with pytest.raises(ValueError) as ei:
+            Callback(special_token_format=fmt)
+        msg = str(ei.value)
+        assert "special_token_format" in msg
+        assert placeholder in msg
+
+    def test_unknown_placeholder_in_token_format(self):
+        with pytest.raises(ValueError) as ei:
+            Callback(token_format="TOKEN: {tok}")
+        msg = str(ei.value)
+        assert "token_format" in msg
+        assert "{tok}" in msg
+
+    @pytest.mark.parametrize("fmt", ["<{identifier", "<{token}}>x{"])
+    def test_malformed_format(self, fmt):
+        with pytest.raises(ValueError) as ei:
+            Callback(special_token_format=fmt)
+        assert "special_token_format" in str(ei.value)
+
+    @pytest.mark.parametrize("fmt", [None, 123])
+    def test_non_string_format(self, fmt):
+        with pytest.raises(TypeError) as ei:
+            Callback(special_token_format=fmt)
+        assert "special_token_format" in str(ei.value)
+
+    async def test_valid_formats_still_work(self):
+        cb = Callback(special_token_format="{token}", token_format="[{token}]")
+        await cb.acall("x")
+        await cb.close()
+        assert await asyncio.wait_for(drain(cb), TIMEOUT) == ["[x]", "END"]
+
+    def test_event_callback_ignores_formats(self):
+        cb = EventCallback(special_token_format="<{foo}>", token_format="{bar}")
+        assert cb.identifier == "graphai"

@@ -1,5 +1,4 @@
-"""
-``callback.queue`` is an ``asyncio.Queue`` (upstream's ``Callback.queue`` was a plain
+"""``callback.queue`` is an ``asyncio.Queue`` (upstream's ``Callback.queue`` was a plain
 ``asyncio.Queue()``), sharing its storage with ``aiter()``: code written for graphai-lib that
 drains the queue directly, or puts into it, keeps working.
 
@@ -27,6 +26,9 @@ def drain_nowait(q: asyncio.Queue) -> list:
 
 
 class TestIsAQueue:
+    """``callback.queue`` is one ``asyncio.Queue`` per callback, made outside a loop, empty,
+    bounded like the callback."""
+
     def test_isinstance(self):
         for cb in (Callback(), EventCallback(), Callback(max_buffered=4)):
             assert isinstance(cb.queue, asyncio.Queue)
@@ -51,6 +53,9 @@ class TestIsAQueue:
 
 
 class TestUpstreamDrainPatterns:
+    """Upstream's ways of draining the queue (``get_nowait()`` until ``empty()``, ``await
+    get()``) read what ``aiter()`` would yield, in order; a cancelled ``get()`` loses nothing."""
+
     async def test_tokens_then_close(self):
         cb = Callback()
         cb("a")
@@ -176,6 +181,9 @@ class TestUpstreamDrainPatterns:
 
 
 class TestPutNowait:
+    """What is put into the queue is content for ``aiter()``; a bounded queue raises
+    ``QueueFull`` and ``put()`` waits, as asyncio's."""
+
     async def test_put_nowait_then_aiter_sees_it(self):
         cb = Callback()
         cb.queue.put_nowait("from-user")
@@ -220,6 +228,9 @@ class TestPutNowait:
 
 
 class TestBackpressure:
+    """Reads through the queue release a producer waiting on the bound; sync calls still
+    ignore the bound."""
+
     async def test_queue_reads_release_a_waiting_producer(self):
         cb = Callback(max_buffered=2)
         n = 20
@@ -249,6 +260,9 @@ class TestBackpressure:
 
 
 class TestTaskDoneJoin:
+    """``task_done()`` and ``join()`` keep asyncio's semantics; items taken by ``aiter()``
+    count as done."""
+
     async def test_task_done_and_join(self):
         cb = Callback()
         q = cb.queue
@@ -311,6 +325,9 @@ class TestTaskDoneJoin:
 
 
 class TestMixingWithAiter:
+    """The queue and ``aiter()`` share one buffer: what one reads the other does not see, END
+    read through the queue ends the stream, and node views share the root's queue."""
+
     async def test_queue_reads_consume(self):
         cb = Callback()
         cb("a")
@@ -387,6 +404,9 @@ async def drain_with_get(cb) -> list:
 
 
 class TestThroughAGraph:
+    """A consumer draining the queue with ``get()`` during a graph run reads the whole stream,
+    for ``Callback`` and ``EventCallback``, bounded or not."""
+
     async def test_callback_consumer_drains_the_queue(self):
         @node(start=True)
         async def first(input: dict):
