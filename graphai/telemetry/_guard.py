@@ -7,8 +7,8 @@ The one guard at the telemetry seam, and the boundary checks every signal shares
   (``RunObs.node``, ``NodeObs.attach`` / ``detach`` / ``end`` and the node's span and metric
   writers) the same guard is written inline, a ``try`` per phase ending in
   :func:`internal_error`: a wrapper frame per call cost about 0.8 µs per node (3 % of its
-  telemetry cost). ``tests/test_hardening_telemetry.py::TestEveryNodePhaseGuarded`` holds each
-  inline phase to the wrapper's contract.
+  telemetry cost). ``tests/telemetry/test_seam_guard.py::TestEveryNodePhaseGuarded`` holds
+  each inline phase to the wrapper's contract.
 - :func:`clean`: text every exporter can encode (lone surrogates escaped).
 - :func:`truncate`: captured content as bounded text, never raising.
 - :func:`record_exception`: exception events without content while capture is off.

@@ -1,18 +1,29 @@
-"""structlog: lifecycle events, correlation processors, nothing per token, no content."""
+"""Logs: graphai's structlog lifecycle lines (never one per token, no content), the
+correlation processors, graphai's own warnings on stdlib logging when structlog is not
+configured, and the processor that turns structlog events into OpenTelemetry log records."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
+from opentelemetry import _logs
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace import TracerProvider
 from structlog.testing import capture_logs
 
 from graphai import Callback, Graph, node
 from graphai.telemetry.logging import add_graph_context, add_otel_context, configure_logging
+from graphai.telemetry.setup import OTelLogsProcessor, TelemetryHandle
 from tests._otel import Signals
+from tests.telemetry._support import local
 
 
 def streaming_graph() -> Graph:
@@ -172,3 +183,89 @@ class TestLibraryWarnings:
             "branch.failed source='main' destination='side' error_type='RuntimeError'"
         ]
         assert [type(e.error) for e in g.branch_errors] == [RuntimeError]
+
+
+@pytest.mark.usefixtures("clean_env")
+class TestOTelLogsProcessor:
+    """structlog events become OTel log records; the event dict passes through unchanged."""
+
+    @pytest.fixture
+    def logs(self) -> Iterator[tuple[LoggerProvider, InMemoryLogRecordExporter]]:
+        lp, exporter = LoggerProvider(), InMemoryLogRecordExporter()
+        lp.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        yield lp, exporter
+        lp.shutdown()
+
+    def test_event_becomes_a_record_in_the_current_span(
+        self, logs: tuple[LoggerProvider, InMemoryLogRecordExporter]
+    ) -> None:
+        lp, exporter = logs
+        proc = OTelLogsProcessor(lp)
+        log = structlog.wrap_logger(
+            structlog.ReturnLogger(),
+            processors=[
+                structlog.processors.add_log_level,
+                proc,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+        tp = TracerProvider()
+        with tp.get_tracer("t").start_as_current_span("work") as span:
+            rendered = log.warning(
+                "graph.run.end", tokens=3, ratio=0.5, ok=True, name="g", obj=object(), huge=2**70
+            )
+        tp.shutdown()
+        assert json.loads(rendered)["event"] == "graph.run.end"
+        (record,) = [r.log_record for r in exporter.get_finished_logs()]
+        assert record.body == "graph.run.end"
+        assert record.severity_number == SeverityNumber.WARN
+        assert record.severity_text == "WARNING"
+        assert dict(record.attributes or {}) == {"tokens": 3, "ratio": 0.5, "ok": True, "name": "g"}
+        ctx = span.get_span_context()
+        assert (record.trace_id, record.span_id) == (ctx.trace_id, ctx.span_id)
+
+    def test_event_dict_is_returned_unchanged(
+        self, logs: tuple[LoggerProvider, InMemoryLogRecordExporter]
+    ) -> None:
+        proc = OTelLogsProcessor(logs[0])
+        event = {"event": "e", "level": "info", "nested": {"a": 1}, "n": 1}
+        snapshot = dict(event)
+        assert proc(None, "info", event) is event
+        assert event == snapshot
+
+    def test_exc_info_becomes_exception_attributes(
+        self, logs: tuple[LoggerProvider, InMemoryLogRecordExporter]
+    ) -> None:
+        lp, exporter = logs
+        proc = OTelLogsProcessor(lp)
+        try:
+            raise KeyError("boom")
+        except KeyError:
+            proc(None, "exception", {"event": "node.error", "exc_info": True})
+        (record,) = [r.log_record for r in exporter.get_finished_logs()]
+        assert record.severity_number == SeverityNumber.ERROR
+        attrs = dict(record.attributes or {})
+        assert attrs["exception.type"] == "KeyError"
+        assert "boom" in attrs["exception.message"]
+
+    def test_a_failing_provider_never_raises(self) -> None:
+        class Broken(_logs.LoggerProvider):
+            def get_logger(self, *args: Any, **kwargs: Any) -> _logs.Logger:
+                raise RuntimeError("broken")
+
+        proc = OTelLogsProcessor(Broken())
+        event = {"event": "e"}
+        assert proc(None, "info", event) is event
+        assert proc.dropped == 1
+
+    def test_processor_stops_forwarding_after_shutdown(
+        self, handles: list[TelemetryHandle]
+    ) -> None:
+        h = local(handles)
+        exporter = InMemoryLogRecordExporter()
+        assert isinstance(h.logger_provider, LoggerProvider)
+        h.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        h.log_processor(None, "info", {"event": "before"})
+        h.shutdown()
+        h.log_processor(None, "info", {"event": "after"})
+        assert [r.log_record.body for r in exporter.get_finished_logs()] == ["before"]

@@ -26,7 +26,7 @@ from graphai.telemetry.testing import (
     save_instrumentation,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOKENS = ("Hel", "lo", " ", "world")
 
 
@@ -70,6 +70,9 @@ def _instrumentation_restored():
 
 
 class TestSignals:
+    """``capture_telemetry()`` gives the spans, metrics (gauges included) and structlog lines of
+    the runs inside the block, with the settings given, and puts structlog's configuration back."""
+
     async def test_span_tree(self) -> None:
         with capture_telemetry() as t:
             res = await drive(agent_graph())
@@ -176,6 +179,10 @@ class TestSignals:
 
 
 class TestIsolation:
+    """The capture never touches the global providers, puts back the instrumentation installed
+    before (whatever it was, also after an exception, a replacement inside or when nested) and
+    shuts its providers down; a capture starts once."""
+
     async def test_globals_untouched(self) -> None:
         tp, mp = trace.get_tracer_provider(), otel_metrics.get_meter_provider()
         with capture_telemetry() as t:
@@ -284,6 +291,8 @@ class TestIsolation:
 
 
 class TestSpanAssertion:
+    """``span(name)`` asserts exactly one match and names the spans seen when there is not."""
+
     async def test_no_match_names_the_spans_seen(self) -> None:
         with capture_telemetry(logs=False) as t:
             await drive(agent_graph())
