@@ -119,7 +119,10 @@ class Instrumentation:
     def run(self, graph_name: str, run_id: str, payload: dict[str, Any]) -> RunObserver:
         return NOOP_RUN
 
-    def standalone_node(self, name: str) -> NodeObserver:
+    def standalone_node(self, name: str, owner: object | None = None) -> NodeObserver:
+        """A node started by user code outside a graph run. ``owner`` (the callback) is held
+        weakly: an owner dropped with the node still open ends it (as cancelled) at the
+        instrumentation's next safe point, never in a finalizer."""
         return NOOP_NODE
 
 

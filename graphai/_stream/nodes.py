@@ -57,7 +57,7 @@ class NodeMarkers:
             self._rec = None if engine_rec is _hooks.NOOP_NODE else engine_rec
         else:
             self._end_open(node_name, _hooks.OK)
-            rec = _hooks.get_instrumentation().standalone_node(node_name)
+            rec = _hooks.get_instrumentation().standalone_node(node_name, self)
             if rec is not _hooks.NOOP_NODE:
                 self._open[node_name] = rec
             self._rec = None if rec is _hooks.NOOP_NODE else rec
@@ -138,14 +138,3 @@ class NodeMarkers:
             return
         chan.closed = True
         chan.put(_END_MARKER)
-
-    def __del__(self) -> None:
-        # a callback dropped with standalone nodes still open: end their spans (cancelled) so
-        # they leave the active-node gauge and active_streams()
-        try:
-            if self._root is self and self._open:
-                for rec in list(self._open.values()):
-                    rec.end(_hooks.CANCELLED)
-                self._open.clear()
-        except Exception:
-            pass

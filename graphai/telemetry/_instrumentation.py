@@ -10,7 +10,10 @@ read leniently) unless the application installed one or called ``uninstrument()`
 
 from __future__ import annotations
 
+import functools
 import threading
+import weakref
+from collections import deque
 from typing import Any
 
 import structlog
@@ -88,6 +91,10 @@ class OTelInstrumentation(_hooks.Instrumentation):
         # themselves (set.add / set.remove are atomic under the GIL, no lock on the node hot
         # path); scrape threads take snapshots (live_snapshot), never iterate the live set
         self.live: set[NodeObs] = set()
+        # standalone node runs whose callback was dropped while they were open, queued by a
+        # weakref callback (a deque append: no telemetry work at garbage-collection time) and
+        # ended as cancelled at the next safe point (a run or standalone start, a snapshot)
+        self.orphans: deque[NodeObs] = deque()
         self.seen_labels: set[tuple[str, str]] = set()
         self._attr_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._static: dict[tuple[Any, ...], NodeStatic] = {}
@@ -103,13 +110,26 @@ class OTelInstrumentation(_hooks.Instrumentation):
     def adopt_live(self, prev: OTelInstrumentation) -> None:
         """Take over ``prev``'s node runs in flight: they stay counted and end normally."""
         self.live = prev.live
+        self.orphans = prev.orphans
         self.seen_labels = prev.seen_labels
+
+    def end_orphans(self) -> None:
+        """End the standalone node runs whose callback was dropped open (as cancelled)."""
+        orphans = self.orphans
+        while orphans:
+            try:
+                obs = orphans.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            obs.end(_hooks.CANCELLED)
 
     def live_snapshot(self) -> list[NodeObs]:
         """A copy of the live node runs, safe from any thread. ``list(set)`` runs in C without
         releasing the GIL, so the copy is atomic; where it is not (a build without the GIL),
         a copy that saw the set change is retried, and after a few tries the answer is empty
         for this collection rather than a wrong one."""
+        if self.orphans:
+            self.end_orphans()
         for _ in range(_SNAPSHOT_TRIES):
             try:
                 return list(self.live)
@@ -210,6 +230,8 @@ class OTelInstrumentation(_hooks.Instrumentation):
     # -- seam -----------------------------------------------------------------------------------
     @seam("run.start", _hooks.NOOP_RUN)
     def run(self, graph_name: str, run_id: str, payload: dict[str, Any]) -> _hooks.RunObserver:
+        if self.orphans:
+            self.end_orphans()
         tracer = self.tracer()
         inst = self.instruments()
         logging_on = structlog.is_configured()
@@ -218,14 +240,24 @@ class OTelInstrumentation(_hooks.Instrumentation):
         return RunObs(self, tracer, inst, logging_on, graph_name, run_id, payload)
 
     @seam("standalone.start", _hooks.NOOP_NODE)
-    def standalone_node(self, name: str) -> _hooks.NodeObserver:
+    def standalone_node(self, name: str, owner: object | None = None) -> _hooks.NodeObserver:
+        if self.orphans:
+            self.end_orphans()
         tracer = self.tracer()
         inst = self.instruments()
         logging_on = structlog.is_configured()
         if tracer is None and inst is None and not logging_on:
             return _hooks.NOOP_NODE
         run = RunObs(self, tracer, inst, logging_on, "standalone", None, None, standalone=True)
-        return run.node(name, "node", True, 0)
+        obs = run.node(name, "node", True, 0)
+        if owner is not None and isinstance(obs, NodeObs):
+            obs.owner = weakref.ref(owner, functools.partial(_orphaned, self.orphans, obs))
+        return obs
+
+
+def _orphaned(orphans: deque[NodeObs], obs: NodeObs, _ref: object) -> None:
+    # runs at garbage-collection time, in any thread: queue only (an atomic append)
+    orphans.append(obs)
 
 
 def instrument(

@@ -7,6 +7,7 @@ and log lines are written by ``tracing``, ``metrics`` and ``_log_lines`` from on
 
 from __future__ import annotations
 
+import weakref
 from time import perf_counter
 from time import perf_counter as _perf_counter
 from typing import TYPE_CHECKING, Any
@@ -175,6 +176,7 @@ class NodeObs(_hooks.NodeObserver):
         "max_gap",
         "n",
         "name",
+        "owner",
         "run",
         "span",
         "static",
@@ -184,6 +186,10 @@ class NodeObs(_hooks.NodeObserver):
         "t_first",
         "t_last",
     )
+
+    # standalone node runs only (set by standalone_node()): a weak reference to the callback
+    # that opened it; unset on engine node runs
+    owner: weakref.ReferenceType[Any]
 
     def __init__(
         self,
