@@ -34,7 +34,7 @@ bench: $(STAMP)
 
 # The same work in LangGraph, LlamaIndex Workflows, pydantic-graph and graphai-lib 0.0.12, each in
 # a venv of its own built on first use from pinned lock files (benchmarks/peers/requirements/);
-# about 10 min on 2 cores. Options: make bench-peers PEERS_ARGS="--quick" (see --help).
+# about 8 min on 2 cores, 30 s more the first time. Options: make bench-peers PEERS_ARGS="--quick".
 bench-peers: $(STAMP)
 	$(PY) benchmarks/peers/run.py $(PEERS_ARGS)
 

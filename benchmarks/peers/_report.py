@@ -130,8 +130,10 @@ def engines_table(cells: Sequence[Cell], group: str, markdown: bool) -> str:
             ]
             if telemetry:
                 row += [fmt(median(c.get("rounds_run_only") or []), unit), _spans(c)]
-            same = ref is None or ref is c
-            row.append("(reference)" if same else ratio_text(speedups(ref, c)) + " better")
+            if ref is None or ref is c:
+                row.append("(reference)")
+            else:
+                row.append(ratio_text(speedups(ref, c)) + " better")
             rows.append(row)
             first = False
     return _table(head, rows, markdown)
@@ -192,7 +194,7 @@ def cost_table(cells: Sequence[Cell], markdown: bool) -> str:
 
 
 def by_unit(cells: Sequence[Cell], measure: str) -> str:
-    return next(c["unit"] for c in cells if c["measure"] == measure)
+    return str(next(c["unit"] for c in cells if c["measure"] == measure))
 
 
 def _cost(off: Cell, on: Cell) -> str:

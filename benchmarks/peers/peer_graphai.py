@@ -176,7 +176,7 @@ def instrument(tel: Telemetry) -> dict[str, Any]:
 
 def expected_spans(args: argparse.Namespace, executions: int) -> int:
     """One run span per execution plus one span per node run."""
-    per_run = {"stream": 1, "chain": args.size, "fanout": FANOUT + 2}[args.measure]
+    per_run: int = {"stream": 1, "chain": args.size, "fanout": FANOUT + 2}[args.measure]
     return executions * (1 + per_run)
 
 

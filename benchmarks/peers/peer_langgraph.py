@@ -52,6 +52,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
 
@@ -70,11 +71,15 @@ PEER = Peer(
 
 
 def default_recursion_limit() -> int:
+    """The limit LangGraph fills in when the config sets none (langchain-core's own is 25)."""
     try:
-        from langgraph._internal._config import DEFAULT_RECURSION_LIMIT
-    except ImportError:  # older layouts: langchain-core's default
-        from langchain_core.runnables.config import DEFAULT_RECURSION_LIMIT
-    return int(DEFAULT_RECURSION_LIMIT)
+        from langgraph._internal import _config
+
+        return int(_config.DEFAULT_RECURSION_LIMIT)
+    except (ImportError, AttributeError):  # another layout: langchain-core's default
+        from langchain_core.runnables import config as lc_config
+
+        return int(lc_config.DEFAULT_RECURSION_LIMIT)
 
 
 # -- stream: custom --------------------------------------------------------------------------
@@ -199,7 +204,7 @@ def chain_run(n: int) -> Run:
     builder.add_edge(f"n{n - 1}", END)
     app = builder.compile()
     limit = default_recursion_limit()
-    config: dict[str, Any] | None = None
+    config: RunnableConfig | None = None
     if n + 1 > limit:
         config = {"recursion_limit": n + 10}
     PEER.facts["recursion_limit"] = (
@@ -212,7 +217,7 @@ def chain_run(n: int) -> Run:
         problem = None
         t0 = perf_counter()
         for _ in range(execs):
-            out = await app.ainvoke({"x": 0}, config)  # type: ignore[arg-type]
+            out = await app.ainvoke({"x": 0}, config)
             if out["x"] != n:
                 problem = f"chain of {n} returned x={out['x']}"
         return perf_counter() - t0, problem

@@ -1,19 +1,20 @@
 """
 Peer benchmarks: the same work in graphai (ours), upstream graphai-lib 0.0.12, LangGraph,
-LlamaIndex Workflows and pydantic-graph, each in its own venv; prints the tables with the
-ratios (ours against each peer) and writes ``benchmarks/peers/RESULTS.md`` and ``RESULTS.json``.
+LlamaIndex Workflows and pydantic-graph, each in its own venv; prints the tables with the ratios
+(ours against each peer) and writes ``benchmarks/peers/RESULTS.md`` and ``RESULTS.json``.
 
 ``make bench-peers`` runs ``.venv/bin/python benchmarks/peers/run.py``. The peer venvs are built
 on first use from the pinned lock files in ``requirements/`` (``_venvs.py``: cached, rebuilt
 when a lock file changes). Measures (``_timing.py``): ``stream`` (one node, ``--tokens`` tokens
 to a concurrent consumer), ``chain-N`` (``--chains``), ``fanout`` (1 -> 20 -> join). Each cell
 (engine configuration x measure) runs in a fresh process per round, isolated (``python -I``, a
-temporary working directory, no OTEL_/GRAPHAI_/LANGCHAIN_/LANGSMITH_/TRACELOOP_ variables);
-each round runs every configuration of a measure back to back, in an order that rotates (and
-reverses every other round), so ratios are paired in time. Telemetry rows send OTLP/gRPC to a
-local receiver (``_sink.py``) that ``run.py`` starts; after each such process it counts the
-spans received and checks them (none when not instrumented; ours: exactly one per node run plus
-one per run). Any failed check stops the run with the problem and the command to reproduce it.
+temporary working directory, no OTEL_/GRAPHAI_/LANGCHAIN_/LANGGRAPH_/LANGSMITH_/TRACELOOP_
+variables); each round runs every configuration of a measure back to back, in an order that
+rotates every two rounds and runs reversed in odd rounds, so ratios are paired in time. Telemetry rows send
+OTLP/gRPC to a local receiver (``_sink.py``) that ``run.py`` starts; after each such process it
+counts the spans received and checks them (none when not instrumented; ours: exactly one per
+node run plus one per run). Any failed check stops the run with the problem and the command to
+reproduce it.
 """
 
 from __future__ import annotations
@@ -171,7 +172,9 @@ def child_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("OTEL_", "GRAPHAI_", "LANGCHAIN_", "LANGSMITH_", "TRACELOOP_"))
+        if not k.startswith(
+            ("OTEL_", "GRAPHAI_", "LANGCHAIN_", "LANGGRAPH_", "LANGSMITH_", "TRACELOOP_")
+        )
     }
     env.pop("PYTHONPATH", None)
     env.update(GRAPHAI_LOG_LEVEL="ERROR", PYTHONHASHSEED="0")
@@ -251,8 +254,9 @@ def run_cell(
         out.unlink(missing_ok=True)
     if doc is None:
         raise fail(what, cmd, f"exit {r.returncode}, no JSON; stderr: {r.stderr.strip()[-1500:]}")
-    if not doc["ok"]:
-        raise fail(what, cmd, "check failed: " + "; ".join(doc["problems"]))
+    if not isinstance(doc, dict) or not doc.get("ok"):
+        problems = doc.get("problems", []) if isinstance(doc, dict) else [repr(doc)]
+        raise fail(what, cmd, "check failed: " + "; ".join(problems))
     check_origin(c, doc, pythons, what, cmd)
     if otlp is not None and c.telemetry != "off":
         got = _http(f"{otlp[1]}/spans")
