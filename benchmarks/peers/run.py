@@ -10,11 +10,11 @@ to a concurrent consumer), ``chain-N`` (``--chains``), ``fanout`` (1 -> 20 -> jo
 (engine configuration x measure) runs in a fresh process per round, isolated (``python -I``, a
 temporary working directory, no OTEL_/GRAPHAI_/LANGCHAIN_/LANGGRAPH_/LANGSMITH_/TRACELOOP_
 variables); each round runs every configuration of a measure back to back, in an order that
-rotates every two rounds and runs reversed in odd rounds, so ratios are paired in time. Telemetry rows send
-OTLP/gRPC to a local receiver (``_sink.py``) that ``run.py`` starts; after each such process it
-counts the spans received and checks them (none when not instrumented; ours: exactly one per
-node run plus one per run). Any failed check stops the run with the problem and the command to
-reproduce it.
+rotates every two rounds and runs reversed in odd rounds, so ratios are paired in time.
+Telemetry rows send OTLP/gRPC to a local receiver (``_sink.py``) that ``run.py`` starts; after
+each such process it counts the spans received and checks them (none when not instrumented;
+ours: exactly one per node run plus one per run). Any failed check stops the run with the
+problem and the command to reproduce it.
 """
 
 from __future__ import annotations
