@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from graphai._types import BranchCondition, BranchEdge, Edge, JoinEdge
+from graphai._types import BranchCondition, BranchEdge, Edge, JoinEdge, NodeLike, NodeRef
 from graphai._types import is_node as _is_node
 from graphai.errors import NodeNotFoundError
 
@@ -28,7 +28,7 @@ class EdgeBuilder:
     _join_of: dict[str, JoinEdge]
     _end_names: set[str]
 
-    def _get_node(self, candidate: Any, arg: str = "node") -> Any:
+    def _get_node(self, candidate: NodeRef, arg: str = "node") -> Any:
         if isinstance(candidate, str):
             found = self.nodes.get(candidate)
         elif _is_node(candidate):
@@ -43,7 +43,7 @@ class EdgeBuilder:
             raise NodeNotFoundError(f"Node with name '{shown}' not found.")
         return found
 
-    def add_edge(self: Self, source: Any, destination: Any) -> Self:
+    def add_edge(self: Self, source: NodeRef, destination: NodeRef) -> Self:
         """Add an edge between two nodes already in the graph (objects or names)."""
         src = self._get_node(source, "add_edge(): source")
         dst = self._get_node(destination, "add_edge(): destination")
@@ -53,8 +53,8 @@ class EdgeBuilder:
 
     def add_branch(
         self: Self,
-        source: Any,
-        destination: Any,
+        source: NodeRef,
+        destination: NodeRef,
         *,
         condition: BranchCondition | None = None,
         wait: bool = True,
@@ -81,7 +81,9 @@ class EdgeBuilder:
         self._branches.setdefault(src.name, []).append(edge)
         return self
 
-    def add_router(self: Self, sources: list[Any], router: Any, destinations: list[Any]) -> Self:
+    def add_router(
+        self: Self, sources: list[NodeRef], router: NodeRef, destinations: list[NodeRef]
+    ) -> Self:
         """Add a router between ``sources`` and ``destinations``; it picks via ``choice``
         (one name) or ``choices`` (several, run in parallel)."""
         if not getattr(router, "is_router", False):
@@ -96,7 +98,7 @@ class EdgeBuilder:
             self.add_edge(r, x)
         return self
 
-    def add_parallel(self: Self, source: Any, destinations: list[Any]) -> Self:
+    def add_parallel(self: Self, source: NodeRef, destinations: list[NodeRef]) -> Self:
         """Add an edge from ``source`` to each destination: they run concurrently."""
         src = self._get_node(source, "add_parallel(): source")
         dsts = [self._get_node(d, "add_parallel(): destination") for d in destinations]
@@ -104,7 +106,7 @@ class EdgeBuilder:
             self.add_edge(src, d)
         return self
 
-    def add_join(self: Self, sources: list[Any], destination: Any) -> Self:
+    def add_join(self: Self, sources: list[NodeRef], destination: NodeRef) -> Self:
         """Join parallel paths: when they all reach their source, ``destination`` runs once
         with the merged payload."""
         if isinstance(sources, (str, bytes)) or not isinstance(sources, Iterable):
@@ -118,14 +120,14 @@ class EdgeBuilder:
             self._join_of.setdefault(s.name, edge)
         return self
 
-    def set_start_node(self: Self, node: Any) -> Self:
+    def set_start_node(self: Self, node: NodeLike) -> Self:
         """Make ``node`` the start node."""
         if not _is_node(node):
             raise TypeError(f"set_start_node(): expected a node, got {type(node).__name__}")
         self.start_node = node
         return self
 
-    def set_end_node(self: Self, node: Any) -> Self:
+    def set_end_node(self: Self, node: NodeLike) -> Self:
         """Mark ``node`` as an end node (counts for ``compile()`` and stops runs).
 
         .. versionchanged:: 0.1.0

@@ -8,7 +8,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-__all__ = ["BranchCondition", "BranchEdge", "Edge", "JoinEdge", "NodeProtocol", "is_node"]
+__all__ = [
+    "BranchCondition",
+    "BranchEdge",
+    "Edge",
+    "JoinEdge",
+    "NodeLike",
+    "NodeProtocol",
+    "NodeRef",
+    "is_node",
+]
 
 
 class NodeProtocol(Protocol):
@@ -27,6 +36,11 @@ class NodeProtocol(Protocol):
         state: dict[str, Any] | None = None,
     ) -> dict[str, Any]: ...
 
+
+# What the builder accepts as a node: the class ``@node`` / ``@router`` makes, or an instance
+NodeLike = NodeProtocol | type[NodeProtocol]
+# ... and, where it refers to a node already added, its name
+NodeRef = NodeLike | str
 
 # A branch condition receives the source node's output dict and the graph state and returns
 # (or resolves to) a truthy value to run the branch.

@@ -95,7 +95,8 @@ class GraphEvent:
 class CallbackProtocol(Protocol):
     """What ``Graph.execute`` needs of a callback (duck typing works too)."""
 
-    queue: Any
+    @property
+    def queue(self) -> Any: ...
 
     async def start_node(self, node_name: str, active: bool = True) -> None: ...
     async def end_node(self, node_name: str) -> None: ...

@@ -21,9 +21,9 @@ from graphai._compile import validate
 from graphai._context import RUN_ERRORS
 from graphai._runner import Plan, Run, wait_all
 from graphai._stream import close_callback, discard_unread
-from graphai._types import BranchCondition, BranchEdge, Edge, JoinEdge, NodeProtocol
+from graphai._types import BranchCondition, BranchEdge, Edge, JoinEdge, NodeLike, NodeProtocol
 from graphai._types import is_node as _is_node
-from graphai.callback import Callback, EventCallback
+from graphai.callback import Callback, CallbackProtocol, EventCallback
 from graphai.errors import (
     BranchError,
     GraphCompileError,
@@ -79,7 +79,7 @@ class Graph(EdgeBuilder):
         self.start_node: Any = None
         self.end_nodes: list[Any] = []
         self.join_nodes: set[Any] = set()
-        self.Callback: type[Any] = Callback
+        self.Callback: type[CallbackProtocol] = Callback
         self.max_steps = max_steps
         self.state: dict[str, Any] = initial_state or {}
         self._branch_errors: list[BranchError] = []  # the last started run's (upstream's view)
@@ -115,7 +115,7 @@ class Graph(EdgeBuilder):
         return self
 
     # -- building --------------------------------------------------------------------------
-    def add_node(self, node: Any) -> Graph:
+    def add_node(self, node: NodeLike) -> Graph:
         """Add a node (the decorated class or an instance of it)."""
         if not _is_node(node):
             raise TypeError(
@@ -160,11 +160,11 @@ class Graph(EdgeBuilder):
         return self
 
     # -- callbacks -------------------------------------------------------------------------
-    def get_callback(self) -> Any:
+    def get_callback(self) -> CallbackProtocol:
         """A new instance of the callback class (``Callback`` unless ``set_callback``)."""
         return self.Callback()
 
-    def set_callback(self, callback_class: type[Any]) -> Graph:
+    def set_callback(self, callback_class: type[CallbackProtocol]) -> Graph:
         """Set the callback class used by ``get_callback`` and by ``execute`` without one."""
         if not isinstance(callback_class, type):
             raise TypeError(
@@ -192,7 +192,9 @@ class Graph(EdgeBuilder):
             RUN_ERRORS.set({k: v for k, v in mine.items() if k is not self})
 
     # -- running ---------------------------------------------------------------------------
-    async def execute(self, input: dict[str, Any], callback: Any = None) -> dict[str, Any]:
+    async def execute(
+        self, input: dict[str, Any], callback: CallbackProtocol | None = None
+    ) -> dict[str, Any]:
         """
         Run the graph on ``input`` (never mutated) and return the merged payload.
 
@@ -202,9 +204,8 @@ class Graph(EdgeBuilder):
         """
         if callback is None:
             callback = self.get_callback()
-            if type(callback) in (Callback, EventCallback) and (
-                type(self).get_callback is Graph.get_callback
-            ):
+            cls: type = type(callback)
+            if cls in (Callback, EventCallback) and type(self).get_callback is Graph.get_callback:
                 discard_unread(callback)  # nobody can read it: keep nothing
         if not isinstance(input, dict):
             await close_callback(callback)
@@ -234,7 +235,7 @@ class Graph(EdgeBuilder):
 
     async def execute_many(
         self, inputs: Iterable[dict[str, Any]], *, concurrency: int = 5
-    ) -> list[Any]:
+    ) -> list[dict[str, Any]]:
         """Run ``execute`` on each input, at most ``concurrency`` at once; results in input
         order; the first exception propagates (the other runs are cancelled). Afterwards
         ``branch_errors`` holds the branch errors of these runs, in input order."""
@@ -244,7 +245,7 @@ class Graph(EdgeBuilder):
 
         per_run: list[list[BranchError]] = []
 
-        async def one(inp: dict[str, Any]) -> Any:
+        async def one(inp: dict[str, Any]) -> dict[str, Any]:
             async with sem:
                 mine: list[BranchError] = []
                 per_run.append(mine)

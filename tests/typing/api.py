@@ -49,4 +49,15 @@ def encode(ev: GraphEvent) -> bytes:
     return ev.encode()
 
 
+class MyCallback(Callback):
+    """An upstream-style subclass, set as the graph's callback class."""
+
+
+async def by_name() -> list[dict[str, Any]]:
+    g = Graph(name="names").add_node(prep).add_node(answer).add_edge("prep", "answer")
+    g.set_callback(MyCallback).add_parallel(prep, [answer]).set_end_node(answer)
+    results: list[dict[str, Any]] = await g.execute_many([{"query": "a"}], concurrency=2)
+    return results
+
+
 _ = (EventCallback, pick)
