@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from graphai import _hooks
 from graphai._branches import Branches
-from graphai._plan import Plan, wait_all
-from graphai._stream import close_callback as close_callback
-from graphai._stream import node_stream
+from graphai._plan import Plan
+from graphai._stream import close_callback, node_stream
 from graphai.errors import (
     BranchError,
     ConsumerGoneError,
@@ -30,7 +29,7 @@ from graphai.errors import (
 if TYPE_CHECKING:
     from graphai.graph import Graph
 
-__all__ = ["Plan", "Run", "close_callback", "outcome_of", "wait_all"]
+__all__ = ["Run", "outcome_of"]
 
 
 def outcome_of(exc: BaseException) -> str:
@@ -38,9 +37,6 @@ def outcome_of(exc: BaseException) -> str:
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit, ConsumerGoneError)):
         return _hooks.CANCELLED
     return _hooks.ERROR
-
-
-_outcome = outcome_of
 
 
 class _PathEnd:
@@ -92,6 +88,9 @@ class Run(Branches):
         # ended with: execute() re-raises it once the other branches are done
         self.fatal: BaseException | None = None
 
+    def set_fatal(self, exc: BaseException) -> None:
+        self.fatal = exc
+
     async def execute(self, input: dict[str, Any]) -> dict[str, Any]:
         """The whole run: the main path, detached branches, END; the run observer ends
         exactly once on every exit path."""
@@ -105,13 +104,13 @@ class Run(Branches):
             try:
                 await self.cancel_detached()
             finally:  # also when cancelled again while cancelling the detached branches
-                obs.end(_outcome(exc), exc, self.steps)
+                obs.end(outcome_of(exc), exc, self.steps)
                 await self.close()
             raise
         try:
             await self.close()
         except BaseException as exc:  # close() cancelled (or raising a BaseException)
-            obs.end(_outcome(exc), exc, self.steps)
+            obs.end(outcome_of(exc), exc, self.steps)
             raise
         result.pop("upstream", None)
         obs.end(_hooks.OK, None, self.steps, result)
@@ -158,16 +157,16 @@ class Run(Branches):
                 if ctx_token is not None:
                     obs.detach(ctx_token)
                 if opened is not None:
-                    await self.stream.abort(opened, _outcome(exc))
+                    await self.stream.abort(opened, outcome_of(exc))
             finally:
-                obs.end(_outcome(exc), exc)
+                obs.end(outcome_of(exc), exc)
             raise
         obs.detach(ctx_token)
         if opened is not None:
             try:
                 await self.stream.close(opened)
             except BaseException as exc:
-                obs.end(_outcome(exc), exc)
+                obs.end(outcome_of(exc), exc)
                 raise
         if node.is_router:
             obs.router_choice(self.plan.known_choice(output.get("choices", output.get("choice"))))

@@ -19,7 +19,8 @@ from graphai import _hooks
 from graphai._builder import EdgeBuilder
 from graphai._compile import validate
 from graphai._context import RUN_ERRORS
-from graphai._runner import Plan, Run, wait_all
+from graphai._plan import Plan, wait_all
+from graphai._runner import Run
 from graphai._stream import close_callback, discard_unread
 from graphai._types import BranchCondition, BranchEdge, Edge, JoinEdge, NodeLike, NodeProtocol
 from graphai._types import is_node as _is_node
