@@ -2,7 +2,7 @@
 Every span, attribute, event and metric name graphai emits, with units and bucket sets.
 
 This module is the telemetry contract (documented in ``docs/telemetry.md``): dashboards, alert
-rules, docs and users' queries rely on these names. ``tests/test_telemetry_docs.py`` keeps
+rules, docs and users' queries rely on these names. ``tests/telemetry/test_docs_list_every_name.py`` keeps
 ``docs/telemetry.md`` in sync with it.
 
 GenAI names come in two modes (``graphai.telemetry._semconv`` picks one per instrumentation,

@@ -29,7 +29,7 @@ from graphai.telemetry import names as N
 from graphai.telemetry.setup import configure
 from graphai.telemetry.testing import TelemetryCapture, capture_telemetry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "telemetry.md"
 VAR = "OTEL_SEMCONV_STABILITY_OPT_IN"
 LATEST = "gen_ai_latest_experimental"

@@ -16,7 +16,7 @@ import pytest
 
 from graphai.telemetry import env, names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "telemetry.md"
 
 
