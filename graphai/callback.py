@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from graphai._channel import ChannelStatistics, Timed
-from graphai._stream.base import StreamBase
+from graphai._stream.base import LateToken, StreamBase
 from graphai._stream.markers import _END, _END_NODE, _START, _Marker
 from graphai._tokens import (
     DEFAULT_SPECIAL_TOKEN_FORMAT,
@@ -176,16 +176,17 @@ class Callback(StreamBase):
         if node_name:
             self._check_node_name(node_name)
         if self._root is not self:
-            if self._ended:
-                return self._drop_late(self)
-            rec = self._rec
+            rec = self._rec  # ENDED once the node ended: its token() raises LateToken
         else:
             late = self._late_view()
             if late is not None:
                 return self._drop_late(late)
             rec = self._observer()
         if rec is not None:
-            t = rec.token(token)
+            try:
+                t = rec.token(token)
+            except LateToken:
+                return self._drop_late(self)
             if t is not None:
                 token = Timed(token, t)
         chan.buf.append(token)
@@ -205,16 +206,17 @@ class Callback(StreamBase):
             if chan.closed:
                 raise self._closed_error("Cannot add tokens to a closed stream")
         if self._root is not self:
-            if self._ended:
-                return self._drop_late(self)
-            rec = self._rec
+            rec = self._rec  # ENDED once the node ended: its token() raises LateToken
         else:
             late = self._late_view()
             if late is not None:
                 return self._drop_late(late)
             rec = self._observer()
         if rec is not None:
-            t = rec.token(token)
+            try:
+                t = rec.token(token)
+            except LateToken:
+                return self._drop_late(self)
             if t is not None:
                 token = Timed(token, t)
         chan.buf.append(token)

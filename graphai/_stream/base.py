@@ -26,7 +26,25 @@ from graphai._stream.consume import Consumer
 from graphai._stream.markers import _END, _END_NODE, _ID, _START, _Marker
 from graphai._stream.nodes import NodeMarkers
 
-__all__ = ["StreamBase"]
+__all__ = ["ENDED", "LateToken", "StreamBase"]
+
+
+class LateToken(Exception):
+    """Raised by :data:`ENDED`: the token was sent through a view whose node has ended."""
+
+
+class _Ended(_hooks.NodeObserver):
+    """The observer of an ended node view. ``acall`` calls the view's observer anyway, so
+    this one raising :class:`LateToken` finds a late token without a check per token (the
+    view's own observer moves to ``_late_rec``, which counts it)."""
+
+    __slots__ = ()
+
+    def token(self, token: Any) -> float | None:
+        raise LateToken
+
+
+ENDED = _Ended()
 
 
 
@@ -40,6 +58,7 @@ class StreamBase(NodeMarkers, Consumer):
         "_ended",
         "_first_token",
         "_late",
+        "_late_rec",
         "_node_name",
         "_open",
         "_rec",
@@ -62,6 +81,7 @@ class StreamBase(NodeMarkers, Consumer):
         self._open: dict[str, _hooks.NodeObserver] = {}
         self._ended = False  # a view: its node run has ended (later tokens are late)
         self._late = 0  # late tokens dropped through this view
+        self._late_rec: _hooks.NodeObserver | None = None  # an ended view's own observer
         # a view: the sub-steps a node opened with start_node() on it, innermost last
         self._subs: list[tuple[str, _hooks.NodeObserver | None, bool]] = []
 
@@ -150,6 +170,7 @@ class StreamBase(NodeMarkers, Consumer):
         v._open = root._open
         v._ended = False
         v._late = 0
+        v._late_rec = None
         v._subs = []
         return v
 
@@ -168,6 +189,8 @@ class StreamBase(NodeMarkers, Consumer):
         """Emit the end marker of this view's node (silently skipped on a closed stream),
         after those of sub-steps still open; later tokens through the view are late."""
         self._ended = True
+        if self._root is not self:
+            self._late_rec, self._rec = self._rec, ENDED
         chan = self._chan
         while self._subs:
             name, rec, active = self._subs.pop()
@@ -183,7 +206,7 @@ class StreamBase(NodeMarkers, Consumer):
         running, say): dropped, never put inside a later node's markers; counted on the
         node's observer (``graphai.node.late_tokens``) and logged once per node run."""
         view._late += 1
-        rec = view._rec
+        rec = view._late_rec
         if rec is not None:
             rec.late_token()
         if view._late == 1:
