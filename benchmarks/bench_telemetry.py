@@ -318,13 +318,19 @@ def chain(n: int) -> Graph:
 
 
 def chain_runs(g: Graph, n: int, execs: int) -> Callable[[], Awaitable[float]]:
+    return graph_runs(g, execs, n, f"chain of {n}")
+
+
+def graph_runs(g: Graph, execs: int, want_x: int, what: str) -> Callable[[], Awaitable[float]]:
+    """``execs`` executions of ``g`` on ``{"x": 0}``, timed; the last must return ``want_x``."""
+
     async def run_once() -> float:
         t0 = perf_counter()
         for _ in range(execs):
             out = await g.execute({"x": 0})
         dt = perf_counter() - t0
-        if out["x"] != n:
-            raise AssertionError(f"chain of {n} returned x={out['x']}")
+        if out["x"] != want_x:
+            raise AssertionError(f"{what} returned x={out['x']}, expected {want_x}")
         return dt
 
     return run_once
@@ -683,7 +689,7 @@ async def telemetry_shapes(ctx: Context) -> Result:
             runs = chain_runs(g, nodes, execs)
         else:
             g = fanout(nodes - 2)
-            runs = fanout_runs(g, nodes - 2, execs)
+            runs = graph_runs(g, execs, 1, f"fan-out of {nodes - 2}")
         bare = bare_sdk_runs(tp, mp, g.name, nodes, execs)
 
         def on(runs: Callable[[], Awaitable[float]] = runs) -> Awaitable[float]:
@@ -718,18 +724,6 @@ async def telemetry_shapes(ctx: Context) -> Result:
     out["info"] = {"shapes": [list(x) for x in SHAPES], "repeats": repeats, "samples_s": s}
     return out
 
-
-def fanout_runs(g: Graph, width: int, execs: int) -> Callable[[], Awaitable[float]]:
-    async def run_once() -> float:
-        t0 = perf_counter()
-        for _ in range(execs):
-            out = await g.execute({"x": 0})
-        dt = perf_counter() - t0
-        if out["x"] != 1:
-            raise AssertionError(f"fan-out of {width} returned x={out['x']}")
-        return dt
-
-    return run_once
 
 
 @benchmark(
