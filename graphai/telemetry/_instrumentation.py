@@ -51,7 +51,8 @@ def _noop_meter_types() -> tuple[type, ...]:
 
 
 _SNAPSHOT_TRIES = 8
-"""How long a snapshot of the live node runs waits for the live set's lock."""
+"""How often a snapshot of the live node runs retries a copy that saw the set change (only
+possible without the GIL)."""
 
 _NOOP_TRACER_TYPES: tuple[type, ...] = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _NOOP_METER_TYPES = _noop_meter_types()
