@@ -12,16 +12,11 @@ exactly the number of runs, and ``target_info`` carries one ``service.instance.i
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +28,16 @@ from graphai import _hooks
 from graphai.errors import TelemetryConfigError
 from graphai.telemetry._prometheus import GRAPHAI_PROMETHEUS_PORTS, LOG_PROMETHEUS_STARTED
 from graphai.telemetry.setup import TelemetryHandle, configure
-from tests._tools import free_port, poll
+from tests._tools import free_port
+from tests.integration.multiworker_fixtures import (
+    check_runs_per_worker,
+    free_range,
+    require_modules,
+    run_server,
+    server_env,
+    stream_on_every_worker,
+    wait_up,
+)
 from tests.integration.prom_fixtures import run_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,27 +61,6 @@ def handles() -> Iterator[list[TelemetryHandle]]:
     yield made
     for h in made:
         h.shutdown(timeout_s=2)
-
-
-def free_range(n: int) -> int:
-    """A base port whose ``n`` consecutive ports are free now."""
-    for _ in range(50):
-        base = free_port()
-        if base + n > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 def local(made: list[TelemetryHandle], **kw: Any) -> TelemetryHandle:
@@ -188,40 +171,16 @@ def test_dashboards_and_rules_aggregate_across_worker_instances() -> None:
 
 
 # -- live: uvicorn --workers 2 + Prometheus -----------------------------------------------------
-def _get(url: str, timeout: float = 2.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return bytes(resp.read())
-
-
-async def _stream_all(url: str, n: int) -> list[tuple[str, str]]:
-    """``n`` concurrent SSE requests; (worker pid header, body) each."""
-    import httpx
-
-    async def one(client: httpx.AsyncClient, i: int) -> tuple[str, str]:
-        payload = {"query": f"q{i}", "delay": 0.03}  # ~0.4 s per stream: they overlap
-        async with client.stream("POST", f"{url}/stream", json=payload) as resp:
-            assert resp.status_code == 200
-            body = (await resp.aread()).decode()
-            return resp.headers["x-worker-pid"], body
-
-    async with httpx.AsyncClient(timeout=20) as client:
-        return list(await asyncio.gather(*(one(client, i) for i in range(n))))
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_uvicorn_workers_each_expose_metrics_and_prometheus_counts_every_run(
     tmp_path: Path,
 ) -> None:
-    if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("httpx") is None:
-        pytest.skip("uvicorn and httpx are needed (pip install uvicorn httpx)")
+    require_modules("uvicorn", "httpx")
     t0 = time.monotonic()
     base, app_port = free_range(WORKERS), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GRAPHAI_"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        GRAPHAI_PROMETHEUS_ADDR=f"127.0.0.1:{base}",
-        GRAPHAI_PROMETHEUS_PORTS=str(WORKERS),
+    env = server_env(
+        GRAPHAI_PROMETHEUS_ADDR=f"127.0.0.1:{base}", GRAPHAI_PROMETHEUS_PORTS=str(WORKERS)
     )
     log = tmp_path / "uvicorn.log"
     cmd = [
@@ -231,63 +190,14 @@ def test_uvicorn_workers_each_expose_metrics_and_prometheus_counts_every_run(
     ]  # fmt: skip
     metrics = [f"127.0.0.1:{p}" for p in range(base, base + WORKERS)]
     url = f"http://127.0.0.1:{app_port}"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
-        )
-    try:
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"uvicorn exited with rc {proc.returncode}:\n{log.read_text()[-3000:]}")
-            for addr in metrics:
-                _get(f"http://{addr}/metrics")
-            return bool(_get(f"{url}/whoami"))
-
-        poll(up, 30, interval=0.2, what="uvicorn workers and their /metrics endpoints")
-
+    with run_server(cmd, env, log) as proc:
+        urls = [f"http://{addr}/metrics" for addr in metrics] + [f"{url}/whoami"]
+        wait_up(proc, log, urls, "uvicorn workers and their /metrics endpoints")
         # every worker serves some of the streams (concurrent streams spread over the workers)
-        served: list[tuple[str, str]] = []
-        while len({pid for pid, _ in served}) < WORKERS and time.monotonic() - t0 < 40:
-            served += asyncio.run(_stream_all(url, RUNS))
-        pids = {pid for pid, _ in served}
-        assert len(pids) == WORKERS, f"all {len(served)} streams landed on workers {pids}"
-        for _, body in served:
-            assert "original payment method" in body.replace("data: ", "").replace("\n", "")
-
+        served = stream_on_every_worker(url, WORKERS, RUNS, budget_s=40 - (time.monotonic() - t0))
         with run_prometheus(tmp_path / "prom", metrics, rule_files=[]) as prom:
-            poll(prom.targets_up, 20, interval=0.2, what="both worker targets up")
-            runs_by_graph = (
-                'sum by (graphai_graph_name) (graphai_graph_duration_seconds_count{job="graphai"})'
-            )
-
-            def counted() -> list[dict[str, Any]] | None:
-                res = prom.query(runs_by_graph)
-                return res if res and float(res[0]["value"][1]) == len(served) else None
-
-            res = poll(counted, 20, interval=0.2, what=f"Prometheus counting {len(served)} runs")
-            assert [r["metric"]["graphai_graph_name"] for r in res] == ["sse-demo"]
-            per_instance = prom.query(
-                'sum by (instance) (graphai_graph_duration_seconds_count{job="graphai"})'
-            )
-            assert sorted(r["metric"]["instance"] for r in per_instance) == sorted(metrics)
-            assert all(float(r["value"][1]) > 0 for r in per_instance), per_instance
-            ids = {
-                r["metric"]["instance"]: r["metric"]["service_instance_id"]
-                for r in prom.query('target_info{job="graphai"}')
-            }
-            assert sorted(ids) == sorted(metrics), ids
-            host = socket.gethostname()
-            assert sorted(ids.values()) == sorted(f"{host}-{pid}" for pid in pids), ids
+            ids = check_runs_per_worker(prom, served, metrics)
         assert log.read_text().count("telemetry.prometheus_started") == WORKERS, log.read_text()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
     print(
         f"multi-worker live test: {time.monotonic() - t0:.1f}s, {len(served)} runs", json.dumps(ids)
     )

@@ -1,0 +1,343 @@
+"""
+gunicorn with uvicorn workers (docs/operations.md, "Multi-worker servers"), live: the FastAPI
+SSE example (``examples/fastapi_sse.py``, ``serve_app()``) under a real
+``gunicorn -w 2 -k uvicorn_worker.UvicornWorker``, ``GRAPHAI_PROMETHEUS_PORTS`` giving each
+worker its own ``/metrics`` port, and Debian's Prometheus scraping them.
+
+- plain: each worker calls ``serve_app()`` (so ``configure()``) after the fork: ports
+  ``base`` and ``base + 1``, one ``service.instance.id`` each, every run counted once.
+- ``--preload``: ``serve_app()`` runs in the master before the fork. The master binds the
+  first port of the range and keeps serving it (an empty ``/metrics``: it runs nothing); each
+  worker reopens on the next free port (``after_fork=True``) with its own
+  ``service.instance.id``. With one port per worker the range is full for the second worker,
+  which logs ``telemetry.prometheus_failed ... after_fork=True`` and has no endpoint; with one
+  spare port every run is counted once.
+- ``--max-requests``: a recycled worker's replacement binds the port its predecessor freed.
+
+Every wait is bounded; gunicorn runs in its own process group, stopped with SIGTERM, then
+SIGKILL after a bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import Popen
+
+import pytest
+
+from tests._tools import free_port, poll
+from tests.integration.multiworker_fixtures import (
+    EXAMPLES,
+    EXPECTED_BODY,
+    check_runs_per_worker,
+    free_range,
+    get,
+    instance_id,
+    require_modules,
+    run_server,
+    server_env,
+    stream_on_every_worker,
+    wait_up,
+)
+from tests.integration.prom_fixtures import run_prometheus
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WORKERS = 2
+RUNS = 20
+MAX_REQUESTS = 3
+WORKER_CLASS = "uvicorn_worker.UvicornWorker"  # uvicorn.workers.UvicornWorker is deprecated
+
+# the example's logging format is "%(process)d %(levelname)s %(message)s"
+_TELEMETRY_LINE = re.compile(
+    r"^(\d+) \w+ telemetry\.prometheus_(started|failed) addr='([^']+)'(.*)$", re.MULTILINE
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ``telemetry.prometheus_started`` / ``_failed`` line of the log."""
+
+    pid: int
+    started: bool
+    addr: str  # the bound address, or the first port of the range tried
+    after_fork: bool
+
+
+@dataclass(frozen=True)
+class Gunicorn:
+    proc: Popen[bytes]
+    log: Path
+    url: str
+    metrics: list[str]  # every host:port of the GRAPHAI_PROMETHEUS_PORTS range
+
+    @property
+    def master(self) -> int:
+        return self.proc.pid
+
+    def workers(self) -> set[int]:
+        """The master's live worker processes."""
+        import psutil
+
+        return {
+            c.pid
+            for c in psutil.Process(self.master).children()
+            if c.status() != psutil.STATUS_ZOMBIE
+        }
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint(int(pid), kind == "started", addr, "after_fork=True" in rest)
+            for pid, kind, addr, rest in _TELEMETRY_LINE.findall(self.log.read_text())
+        ]
+
+    def wait_booted(self, ports: set[str]) -> dict[int, Endpoint]:
+        """Until ``WORKERS`` workers run, each has logged its endpoint (or its failure), and
+        ``ports`` answer ``/metrics`` and the app ``/whoami``; ``{pid: endpoint}`` of the
+        workers."""
+
+        def booted() -> dict[int, Endpoint] | None:
+            workers = self.workers()
+            logged = {e.pid: e for e in self.endpoints() if e.pid in workers}
+            return logged if len(workers) == WORKERS and set(logged) == workers else None
+
+        logged = poll(booted, 30, interval=0.2, what="gunicorn workers logging their /metrics")
+        urls = [f"http://{addr}/metrics" for addr in sorted(ports)] + [f"{self.url}/whoami"]
+        wait_up(self.proc, self.log, urls, "gunicorn workers and their /metrics endpoints")
+        return logged
+
+
+@contextmanager
+def gunicorn(tmp_path: Path, ports: int, *options: str) -> Iterator[Gunicorn]:
+    """``gunicorn -w 2 -k uvicorn_worker.UvicornWorker`` serving ``fastapi_sse:serve_app()``
+    on a free port, ``/metrics`` on a free range of ``ports`` ports."""
+    require_modules("gunicorn", "uvicorn_worker", "httpx", "psutil")
+    base, app_port = free_range(ports), free_port()
+    env = server_env(
+        GRAPHAI_PROMETHEUS_ADDR=f"127.0.0.1:{base}", GRAPHAI_PROMETHEUS_PORTS=str(ports)
+    )
+    cmd = [
+        sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class",
+        WORKER_CLASS, "--bind", f"127.0.0.1:{app_port}", "--pythonpath", str(EXAMPLES),
+        "--graceful-timeout", "5", "--no-control-socket", *options, "fastapi_sse:serve_app()",
+    ]  # fmt: skip
+    log = tmp_path / "gunicorn.log"
+    with run_server(cmd, env, log) as proc:
+        yield Gunicorn(
+            proc,
+            log,
+            f"http://127.0.0.1:{app_port}",
+            [f"127.0.0.1:{p}" for p in range(base, base + ports)],
+        )
+
+
+_TARGET_INFO = re.compile(r'^target_info\{.*service_instance_id="([^"]+)"', re.MULTILINE)
+_RUNS_LINE = re.compile(r"^graphai_graph_duration_seconds_count\{[^}]*\} (\S+)$", re.MULTILINE)
+
+
+def scrape_runs(addr: str) -> tuple[str | None, float]:
+    """``(service_instance_id of target_info, runs of the graph)`` on ``http://addr/metrics``
+    (OTel's Prometheus reader shows ``target_info`` only once something has been recorded)."""
+    body = get(f"http://{addr}/metrics").decode()
+    m = _TARGET_INFO.search(body)
+    return (m.group(1) if m else None), sum(float(v) for v in _RUNS_LINE.findall(body))
+
+
+def stream_one(url: str, dropped: list[str]) -> int:
+    """One SSE stream (exactly the example's tokens); the pid of the worker that served it.
+    A connection that a worker at its ``--max-requests`` limit accepted and then closed
+    unanswered (uvicorn's shutdown) is retried, at most 3 times, and noted in ``dropped``."""
+    import httpx
+
+    for _ in range(3):
+        try:
+            with httpx.stream(
+                "POST", f"{url}/stream", json={"query": "q", "delay": 0}, timeout=10
+            ) as r:
+                assert r.status_code == 200
+                assert r.read().decode() == EXPECTED_BODY
+                return int(r.headers["x-worker-pid"])
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            dropped.append(repr(exc))
+    pytest.fail(f"3 streams in a row dropped: {dropped}")
+
+
+def test_gunicorn_workers_each_expose_metrics_and_prometheus_counts_every_run(
+    tmp_path: Path,
+) -> None:
+    t0 = time.monotonic()
+    with gunicorn(tmp_path, WORKERS) as g:
+        logged = g.wait_booted(set(g.metrics))
+        # each worker configured itself after the fork: first free port of the range each
+        assert sorted(e.addr for e in logged.values()) == g.metrics, logged
+        assert all(e.started and not e.after_fork for e in logged.values()), logged
+        assert [e for e in g.endpoints() if e.pid == g.master] == []
+        served = stream_on_every_worker(g.url, WORKERS, RUNS)
+        assert {pid for pid, _ in served} == set(logged)
+        with run_prometheus(tmp_path / "prom", g.metrics, rule_files=[]) as prom:
+            ids = check_runs_per_worker(prom, served, g.metrics)
+        assert ids == {e.addr: instance_id(pid) for pid, e in logged.items()}
+    print(f"gunicorn: {time.monotonic() - t0:.1f}s, {len(served)} runs, {ids}")
+
+
+def test_gunicorn_preload_master_keeps_the_first_port_workers_reopen_on_the_rest(
+    tmp_path: Path,
+) -> None:
+    """``--preload`` with one spare port (docs: "give the range one port more than the worker
+    count"): the fork-safety path end to end."""
+    t0 = time.monotonic()
+    with gunicorn(tmp_path, WORKERS + 1, "--preload") as g:
+        logged = g.wait_booted(set(g.metrics))
+        master_addr, *worker_addrs = g.metrics
+        # configure() ran in the master at import (serve_app() is the app spec), before fork
+        assert [e for e in g.endpoints() if e.pid == g.master] == [
+            Endpoint(g.master, True, master_addr, False)
+        ]
+        # each worker left the master's socket alone and bound the next free port of the range
+        assert sorted(e.addr for e in logged.values()) == worker_addrs, logged
+        assert all(e.started and e.after_fork for e in logged.values()), logged
+        # the master's endpoint stays up, serving its own registry: empty, it runs no graph
+        assert get(f"http://{master_addr}/metrics") == b""
+        served = stream_on_every_worker(g.url, WORKERS, RUNS)
+        assert {pid for pid, _ in served} == set(logged)
+        # Prometheus scrapes the whole range, as a scrape config listing its ports would
+        with run_prometheus(tmp_path / "prom", g.metrics, rule_files=[]) as prom:
+            ids = check_runs_per_worker(prom, served, worker_addrs)
+            assert ids == {e.addr: instance_id(pid) for pid, e in logged.items()}
+            assert instance_id(g.master) not in ids.values()
+            master_series = prom.query(
+                f'count({{job="graphai", instance="{master_addr}", __name__!~"up|scrape_.*"}})'
+            )
+            assert master_series == [], master_series  # up, with no series of its own
+    print(f"gunicorn --preload: {time.monotonic() - t0:.1f}s, {len(served)} runs, {ids}")
+
+
+def test_gunicorn_preload_with_one_port_per_worker_leaves_a_worker_without_metrics(
+    tmp_path: Path,
+) -> None:
+    """The limit of ``--preload`` with ``configure()`` at import: the master's endpoint takes
+    a port of the range, so with ``GRAPHAI_PROMETHEUS_PORTS`` = workers the last worker finds
+    it full and says so (never a silently dead endpoint); its runs reach no ``/metrics``."""
+    with gunicorn(tmp_path, WORKERS, "--preload") as g:
+        master_addr, worker_addr = g.metrics
+        logged = g.wait_booted({master_addr, worker_addr})
+        assert [e for e in g.endpoints() if e.pid == g.master] == [
+            Endpoint(g.master, True, master_addr, False)
+        ]
+        by_kind = sorted(logged.values(), key=lambda e: not e.started)
+        assert [(e.started, e.addr, e.after_fork) for e in by_kind] == [
+            (True, worker_addr, True),
+            (False, master_addr, True),  # failed: the range (from its first port) is full
+        ], logged
+        failed = next(
+            line for line in g.log.read_text().splitlines() if "prometheus_failed" in line
+        )
+        assert "Multi-worker servers" in failed and "GRAPHAI_PROMETHEUS_PORTS" in failed, failed
+        holder, portless = by_kind[0].pid, by_kind[1].pid
+        served = Counter(pid for pid, _ in stream_on_every_worker(g.url, WORKERS, RUNS // 2))
+        assert set(served) == {holder, portless}
+
+        def scraped() -> tuple[str | None, float] | None:
+            got = scrape_runs(worker_addr)
+            return got if got[1] == served[holder] else None
+
+        # the range's two ports show the holder's runs only: the port-less worker's are lost
+        assert poll(scraped, 10, what="the worker's runs") == (instance_id(holder), served[holder])
+        assert get(f"http://{master_addr}/metrics") == b""
+        print(f"gunicorn --preload, 2 ports: {dict(served)} served, {served[holder]} on /metrics")
+
+
+def test_gunicorn_preload_hup_leaves_the_new_workers_without_metrics(tmp_path: Path) -> None:
+    """The limit of ``kill -HUP`` under ``--preload``: gunicorn forks the new workers before
+    it stops the old ones, so each new worker's after-fork reopen finds the whole range taken
+    (master + old workers), logs ``telemetry.prometheus_failed ... after_fork=True``, and does
+    not try again once the old workers have freed their ports: only the master's empty
+    endpoint is left. (A retry in the child would change this test.)"""
+    with gunicorn(tmp_path, WORKERS + 1, "--preload") as g:
+        master_addr, *worker_addrs = g.metrics
+        old = g.wait_booted(set(g.metrics))
+        assert sorted(e.addr for e in old.values()) == worker_addrs
+        os.kill(g.master, signal.SIGHUP)
+
+        def replaced() -> dict[int, Endpoint] | None:
+            workers = g.workers()
+            logged = {e.pid: e for e in g.endpoints() if e.pid in workers}
+            done = len(workers) == WORKERS and not workers & set(old) and set(logged) == workers
+            return logged if done else None
+
+        new = poll(replaced, 20, interval=0.2, what="the old workers replaced after HUP")
+        assert [(e.started, e.addr, e.after_fork) for e in new.values()] == [
+            (False, master_addr, True)  # failed: the range (from its first port) is full
+        ] * WORKERS, new
+        assert [e.pid for e in g.endpoints() if e.pid == g.master] == [g.master]  # no reload
+        for addr in worker_addrs:  # freed by the old workers, and nothing serves them now
+            with pytest.raises(OSError):
+                get(f"http://{addr}/metrics")
+        assert get(f"http://{master_addr}/metrics") == b""
+        assert json.loads(get(f"{g.url}/whoami"))["pid"] in new  # the app itself is fine
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["plain", "preload"])
+def test_gunicorn_recycled_worker_binds_the_port_its_predecessor_freed(
+    tmp_path: Path, preload: bool
+) -> None:
+    """``--max-requests``: a worker exits after ``MAX_REQUESTS`` requests and the master forks
+    a replacement, which configures afresh (plain) or reopens the master's endpoint config
+    after the fork (``--preload``); either way it takes the port the old worker released, and
+    its ``/metrics`` counts its own runs under its own ``service.instance.id``."""
+    t0 = time.monotonic()
+    ports = WORKERS + 1 if preload else WORKERS
+    options = ["--max-requests", str(MAX_REQUESTS), "--max-requests-jitter", "0"]
+    with gunicorn(tmp_path, ports, *options, *(["--preload"] if preload else [])) as g:
+        worker_addrs = g.metrics[1:] if preload else g.metrics
+        first = g.wait_booted(set(g.metrics))  # one /whoami request
+        before = {e.addr: pid for pid, e in first.items()}
+        assert sorted(before) == worker_addrs
+
+        # sequential streams, one connection each, until a replacement worker serves one
+        served: list[int] = []
+        dropped: list[str] = []
+        for _ in range(2 * WORKERS * MAX_REQUESTS):
+            served.append(stream_one(g.url, dropped))
+            if served[-1] not in first:
+                break
+        fresh = served[-1]
+        assert fresh not in first, f"no worker was recycled: {served}"
+
+        def settled() -> dict[str, int] | None:
+            workers = g.workers()
+            mine = {e.addr: e.pid for e in g.endpoints() if e.started and e.pid in workers}
+            return mine if len(workers) == WORKERS and set(mine.values()) == workers else None
+
+        after = poll(settled, 30, interval=0.2, what="every live worker on a /metrics port")
+        assert sorted(after) == worker_addrs, after
+        recycled = {a for a, pid in before.items() if after[a] != pid}
+        assert all(after[a] not in first for a in recycled), (before, after)
+        (fresh_addr,) = [a for a, pid in after.items() if pid == fresh]
+        assert fresh_addr in recycled, (before, after)
+
+        # the replacement served exactly one stream so far: its /metrics says so, under its id
+        def counted() -> tuple[str | None, float] | None:
+            got = scrape_runs(fresh_addr)
+            return got if got[1] else None
+
+        assert poll(counted, 10, what="the replacement's run") == (instance_id(fresh), 1.0)
+        new = [e for e in g.endpoints() if e.pid in set(after.values()) - set(first)]
+        assert new and all(e.after_fork is preload for e in new), new
+        assert [e for e in g.endpoints() if not e.started] == [], g.log.read_text()[-3000:]
+        assert g.proc.poll() is None
+    took = time.monotonic() - t0
+    print(
+        f"gunicorn --max-requests (preload={preload}): {took:.1f}s, {before} -> {after},",
+        f"{len(served)} streams, {len(dropped)} dropped by an exiting worker and retried",
+    )
