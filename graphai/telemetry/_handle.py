@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, Resource
 
 from graphai._log import log_event
 from graphai.telemetry import names as N
-from graphai.telemetry._prometheus import reopen_after_fork
+from graphai.telemetry._prometheus import rebind_later, reopen_after_fork
 from graphai.telemetry.otel_logs import OTelLogsProcessor
 from graphai.telemetry.runtime import instrument, uninstrument
 
@@ -131,6 +131,9 @@ class TelemetryHandle:
         self._instance_id_auto = instance_id_auto
         self._lock = threading.Lock()
         self._closed = False
+        # after a fork that found every port taken: the thread trying again, and its stop
+        self._rebind_stop: threading.Event | None = None
+        self._rebind_thread: threading.Thread | None = None
         atexit.register(self.shutdown)
         if (server is not None or instance_id_auto) and hasattr(os, "register_at_fork"):
             at_fork = weakref.WeakMethod(self._after_fork_in_child)
@@ -206,6 +209,8 @@ class TelemetryHandle:
             )
             if any(p is g for g in globals_):
                 _retired.add(p)
+        if self._rebind_stop is not None:
+            self._rebind_stop.set()  # no endpoint starts after shutdown (_adopt checks too)
         if self._server is not None:
             calls.append(self._stop_server)
         return _bounded(calls, timeout_s)
@@ -228,17 +233,34 @@ class TelemetryHandle:
             return
         if self._instance_id_auto:
             self._renew_instance_id()
+        self._rebind_stop = self._rebind_thread = None  # a parent's retries stay the parent's
         if self._server is not None:
             old, self._server, self._server_thread = self._server, None, None
             self.prometheus_addr = None
+            rebind = None
             try:
-                reopened = reopen_after_fork(old)
+                reopened, rebind = reopen_after_fork(old)
             except Exception as exc:  # telemetry must not break the child
                 log_event("warning", N.LOG_PROMETHEUS_FAILED, after_fork=True, error=repr(exc))
                 reopened = None
             if reopened is not None:
                 self._server, self._server_thread = reopened
                 self.prometheus_addr = _addr_of(self._server)
+            elif rebind is not None:
+                # every port of the range taken: gunicorn forks new workers before the old
+                # ones exit (HUP); a port they free is taken when it is
+                self._rebind_stop = threading.Event()
+                self._rebind_thread = rebind_later(rebind, self._adopt, self._rebind_stop)
+
+    def _adopt(self, server: WSGIServer, thread: threading.Thread) -> None:
+        """A port bound by the retries after a fork: serve it, unless shut down meanwhile."""
+        with self._lock:
+            if not self._closed:
+                self._server, self._server_thread = server, thread
+                self.prometheus_addr = _addr_of(server)
+                return
+        server.shutdown()
+        server.server_close()
 
     def _renew_instance_id(self) -> None:
         fresh = Resource({SERVICE_INSTANCE_ID: default_instance_id()})

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -152,10 +153,18 @@ def _serve(server: WSGIServer) -> threading.Thread:
 
 
 def _bind(
-    host: str, port: int, ports: int, app: Any, server_cls: Any, handler: Any, **log: Any
+    host: str,
+    port: int,
+    ports: int,
+    app: Any,
+    server_cls: Any,
+    handler: Any,
+    quiet: bool = False,
+    **log: Any,
 ) -> Any:
     """The server bound to the first free port of ``port .. port + ports - 1`` (only ``port``
-    when it is 0), logged; ``None`` with a warning if none could be bound."""
+    when it is 0), logged; ``None`` with a warning (none when ``quiet``) if none could be
+    bound."""
     candidates = [port] if port == 0 else list(range(port, min(port + max(ports, 1), 65536)))
     last: OSError | None = None
     in_use = True
@@ -184,7 +193,8 @@ def _bind(
         fields["ports"] = f"{port}-{candidates[-1]}"
     if in_use:
         fields["hint"] = MULTIWORKER_HINT
-    log_event("warning", LOG_PROMETHEUS_FAILED, **fields)
+    if not quiet:
+        log_event("warning", LOG_PROMETHEUS_FAILED, **fields)
     return None
 
 
@@ -192,11 +202,23 @@ def _addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def reopen_after_fork(server: WSGIServer) -> tuple[WSGIServer, threading.Thread] | None:
+Rebind = tuple[Any, ...]
+"""What serving the same registry again takes (``server.graphai_rebind``)."""
+
+REBIND_EVERY_S = 0.5
+REBIND_FOR_S = 60.0
+"""After a fork that found every port of the range taken, how often and how long the child
+tries again (gunicorn forks new workers before the old ones exit: ``kill -HUP``)."""
+
+
+def reopen_after_fork(
+    server: WSGIServer,
+) -> tuple[tuple[WSGIServer, threading.Thread] | None, Rebind | None]:
     """In a child after ``fork()``: drop the inherited endpoint (its threads did not survive)
     without disturbing the parent's, and serve the same registry on a port of the same range
-    (``telemetry.prometheus_started ... after_fork=True``), or log ``telemetry.prometheus_failed``
-    and go on without one. ``None`` when no endpoint runs in the child."""
+    (``telemetry.prometheus_started ... after_fork=True``), or log ``telemetry.prometheus_failed``.
+    Returns the new endpoint (``None`` when none runs) and, when none could be bound, what
+    :func:`rebind_later` needs to try again."""
     dispatcher = getattr(server, "dispatcher", None)
     if dispatcher is not None:
         dispatcher.abandon()
@@ -205,7 +227,7 @@ def reopen_after_fork(server: WSGIServer) -> tuple[WSGIServer, threading.Thread]
             server.socket.close()
     rebind = getattr(server, "graphai_rebind", None)
     if rebind is None:
-        return None
+        return None, None
     host, port, ports, app, server_cls, handler, registry, reader = rebind
     if hasattr(registry, "_lock"):  # a scrape in flight at fork time would hold it forever
         registry._lock = threading.Lock()  # noqa: SLF001
@@ -214,9 +236,42 @@ def reopen_after_fork(server: WSGIServer) -> tuple[WSGIServer, threading.Thread]
         collector._target_info = None  # noqa: SLF001 (built once from the resource)
     new = _bind(host, port, ports, app, server_cls, handler, after_fork=True)
     if new is None:
-        return None
+        return None, rebind
     new.graphai_rebind = rebind
-    return new, _serve(new)
+    return (new, _serve(new)), None
+
+
+def rebind_later(
+    rebind: Rebind,
+    on_bound: Callable[[WSGIServer, threading.Thread], None],
+    stop: threading.Event,
+) -> threading.Thread:
+    """Try the range again every ``REBIND_EVERY_S`` for ``REBIND_FOR_S`` in a daemon thread;
+    the first port freed is served and handed to ``on_bound`` (logged
+    ``telemetry.prometheus_started ... after_fork=True retried=True``). Giving up logs
+    ``telemetry.prometheus_failed ... gave_up_after_s``; ``stop`` ends the attempts."""
+    host, port, ports, app, server_cls, handler = rebind[:6]
+
+    def attempts() -> None:
+        deadline = time.monotonic() + REBIND_FOR_S
+        while not stop.wait(REBIND_EVERY_S):
+            try:
+                new = _bind(host, port, ports, app, server_cls, handler, quiet=True,
+                            after_fork=True, retried=True)  # fmt: skip
+            except Exception:  # telemetry never breaks the process
+                new = None
+            if new is not None:
+                new.graphai_rebind = rebind
+                on_bound(new, _serve(new))
+                return
+            if time.monotonic() >= deadline:
+                log_event("warning", LOG_PROMETHEUS_FAILED, addr=_addr(host, port),
+                          after_fork=True, gave_up_after_s=REBIND_FOR_S)  # fmt: skip
+                return
+
+    thread = threading.Thread(target=attempts, name="graphai-metrics-rebind", daemon=True)
+    thread.start()
+    return thread
 
 
 def ports_from_env() -> int:

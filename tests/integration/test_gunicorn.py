@@ -12,6 +12,8 @@ worker its own ``/metrics`` port, and Debian's Prometheus scraping them.
   ``service.instance.id``. With one port per worker the range is full for the second worker,
   which logs ``telemetry.prometheus_failed ... after_fork=True`` and has no endpoint; with one
   spare port every run is counted once.
+- ``kill -HUP`` under ``--preload``: the new workers find the range full at fork time and
+  take the ports the old workers free, by retrying in the background.
 - ``--max-requests``: a recycled worker's replacement binds the port its predecessor freed.
 
 Every wait is bounded; gunicorn runs in its own process group, stopped with SIGTERM, then
@@ -20,7 +22,6 @@ SIGKILL after a bound.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -72,6 +73,7 @@ class Endpoint:
     started: bool
     addr: str  # the bound address, or the first port of the range tried
     after_fork: bool
+    retried: bool = False  # bound by the retries after a fork that found the range full
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ class Gunicorn:
 
     def endpoints(self) -> list[Endpoint]:
         return [
-            Endpoint(int(pid), kind == "started", addr, "after_fork=True" in rest)
+            Endpoint(
+                int(pid), kind == "started", addr, "after_fork=True" in rest, "retried=True" in rest
+            )
             for pid, kind, addr, rest in _TELEMETRY_LINE.findall(self.log.read_text())
         ]
 
@@ -257,34 +261,44 @@ def test_gunicorn_preload_with_one_port_per_worker_leaves_a_worker_without_metri
         print(f"gunicorn --preload, 2 ports: {dict(served)} served, {served[holder]} on /metrics")
 
 
-def test_gunicorn_preload_hup_leaves_the_new_workers_without_metrics(tmp_path: Path) -> None:
-    """The limit of ``kill -HUP`` under ``--preload``: gunicorn forks the new workers before
-    it stops the old ones, so each new worker's after-fork reopen finds the whole range taken
-    (master + old workers), logs ``telemetry.prometheus_failed ... after_fork=True``, and does
-    not try again once the old workers have freed their ports: only the master's empty
-    endpoint is left. (A retry in the child would change this test.)"""
+def test_gunicorn_preload_hup_new_workers_take_the_ports_the_old_ones_free(
+    tmp_path: Path,
+) -> None:
+    """``kill -HUP`` under ``--preload``: gunicorn forks the new workers before it stops the
+    old ones, so each new worker's after-fork reopen finds the whole range taken (master + old
+    workers) and logs ``telemetry.prometheus_failed ... after_fork=True`` once. It then tries
+    again in the background and takes a port as soon as an old worker frees it
+    (``telemetry.prometheus_started ... after_fork=True retried=True``): every worker port
+    serves a new worker's ``/metrics`` again, under that worker's ``service.instance.id``."""
     with gunicorn(tmp_path, WORKERS + 1, "--preload") as g:
         master_addr, *worker_addrs = g.metrics
         old = g.wait_booted(set(g.metrics))
         assert sorted(e.addr for e in old.values()) == worker_addrs
         os.kill(g.master, signal.SIGHUP)
 
-        def replaced() -> dict[int, Endpoint] | None:
+        def rebound() -> dict[int, Endpoint] | None:
             workers = g.workers()
-            logged = {e.pid: e for e in g.endpoints() if e.pid in workers}
-            done = len(workers) == WORKERS and not workers & set(old) and set(logged) == workers
-            return logged if done else None
+            if len(workers) != WORKERS or workers & set(old):
+                return None
+            started = {e.pid: e for e in g.endpoints() if e.pid in workers and e.started}
+            return started if set(started) == workers else None
 
-        new = poll(replaced, 20, interval=0.2, what="the old workers replaced after HUP")
-        assert [(e.started, e.addr, e.after_fork) for e in new.values()] == [
-            (False, master_addr, True)  # failed: the range (from its first port) is full
-        ] * WORKERS, new
+        new = poll(rebound, 30, interval=0.2, what="the new workers serving /metrics after HUP")
+        assert sorted(e.addr for e in new.values()) == worker_addrs
+        assert all(e.after_fork and e.retried for e in new.values()), new
+        first_tries = [(e.addr, e.after_fork) for e in g.endpoints() if e.pid in new and not e.started]
+        assert first_tries == [(master_addr, True)] * WORKERS  # the range was full, said once each
         assert [e.pid for e in g.endpoints() if e.pid == g.master] == [g.master]  # no reload
-        for addr in worker_addrs:  # freed by the old workers, and nothing serves them now
-            with pytest.raises(OSError):
-                get(f"http://{addr}/metrics")
+        served = Counter(pid for pid, _ in stream_on_every_worker(g.url, WORKERS, RUNS // 2))
+        assert set(served) == set(new)
+        for pid, e in new.items():
+
+            def counted(addr: str = e.addr, want: int = served[pid]) -> tuple[str | None, float] | None:
+                got = scrape_runs(addr)
+                return got if got[1] == want else None
+
+            assert poll(counted, 10, what=f"worker {pid}'s runs") == (instance_id(pid), served[pid])
         assert get(f"http://{master_addr}/metrics") == b""
-        assert json.loads(get(f"{g.url}/whoami"))["pid"] in new  # the app itself is fine
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["plain", "preload"])
