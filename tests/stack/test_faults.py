@@ -108,8 +108,9 @@ def test_collector_restart_mid_run_loses_only_the_outage_spans_and_no_metric(
         "telemetry.export_failed signal='metrics' exporter='OTLPMetricExporter' failures=1",
         "telemetry.export_failed signal='traces' exporter='OTLPSpanExporter' failures=1",
     ], graphai
-    sdk_metric_failures = err.count(f"ERROR {SDK_LOGGER} Failed to export metrics")
-    assert sdk_metric_failures >= 2, err[-3000:]  # more failures than graphai's one line
+    sdk = {s: err.count(f"ERROR {SDK_LOGGER} Failed to export {s}") for s in ("traces", "metrics")}
+    # each signal failed, and more often in all than graphai's two lines say (rate-limited)
+    assert min(sdk.values()) >= 1 and sum(sdk.values()) > len(graphai), (sdk, err[-3000:])
 
     # traces: lost exactly for runs that ended during the outage (plus the reconnect)
     window = (t_stop - BATCH_S, t_restart + RECONNECT_S)
@@ -136,7 +137,8 @@ def test_collector_restart_mid_run_loses_only_the_outage_spans_and_no_metric(
         if f'job="{service}"' in k}  # fmt: skip
     by_signal = {s: sum(v for k, v in failures.items() if f'signal="{s}"' in k)
                  for s in ("traces", "metrics")}  # fmt: skip
-    assert by_signal["traces"] >= 1 and by_signal["metrics"] >= 2, failures
+    # every failed export the SDK logged is counted (the counter never says less)
+    assert all(by_signal[s] >= sdk[s] for s in sdk), (by_signal, sdk)
     # span metrics are the Collector's own state: the restarted one counts only the spans it
     # received, i.e. the stored runs that ended after the stop (give or take the last batch)
     spans = _collector_series(collector, collector.metrics_url, "traces_span_metrics_calls_total")
