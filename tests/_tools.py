@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import time
@@ -27,10 +28,51 @@ def require_tool(name: str, hint: str) -> str:
     return path
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux: 32768 by default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORT_LOW = 20000
+_PORT_HIGH = max(_PORT_LOW + 2000, _ephemeral_low())
+_handed_out: set[int] = set()
+_rng = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_range(n: int = 1) -> int:
+    """A base port whose ``n`` consecutive loopback ports are free now.
+
+    The ports come from below the kernel's ephemeral range, so the outgoing connections of this
+    or any other process (which the kernel numbers from that range) cannot take one between this
+    call and the moment a server binds it; nor does this process hand the same port out twice.
+    (A plain ``bind(0)`` port is an ephemeral one: a CI run lost a Collector start to a client
+    socket that had taken it.)"""
+    for _ in range(500):
+        base = _rng.randrange(_PORT_LOW, _PORT_HIGH - n)
+        ports = range(base, base + n)
+        if any(p in _handed_out for p in ports) or not all(_bindable(p) for p in ports):
+            continue
+        _handed_out.update(ports)
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports in [{_PORT_LOW}, {_PORT_HIGH})")
+
+
+def free_port() -> int:
+    """A loopback port that is free now (see :func:`free_port_range`)."""
+    return free_port_range(1)
 
 
 def poll(fn: Callable[[], T | None], timeout: float, interval: float = 0.1, what: str = "") -> T:

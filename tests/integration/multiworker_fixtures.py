@@ -17,13 +17,13 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._tools import IN_CI, free_port, poll
+from tests._tools import IN_CI, poll
 from tests.integration.prom_fixtures import Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,20 +57,6 @@ def require_modules(*names: str) -> None:
         if IN_CI:
             pytest.fail(f"{msg}; CI=true requires it")
         pytest.skip(msg)
-
-
-def free_range(n: int) -> int:
-    """A base port whose ``n`` consecutive ports are free now."""
-    for _ in range(50):
-        base = free_port()
-        with ExitStack() as held:
-            try:
-                for port in range(base, base + n):
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except (OSError, OverflowError):  # taken, or past 65535
-                continue
-        return base
-    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 def get(url: str, timeout: float = 2.0) -> bytes:

@@ -36,12 +36,11 @@ from subprocess import Popen
 
 import pytest
 
-from tests._tools import free_port, poll
+from tests._tools import free_port, free_port_range, poll
 from tests.integration.multiworker_fixtures import (
     EXAMPLES,
     EXPECTED_BODY,
     check_runs_per_worker,
-    free_range,
     get,
     instance_id,
     require_modules,
@@ -126,7 +125,7 @@ def gunicorn(tmp_path: Path, ports: int, *options: str) -> Iterator[Gunicorn]:
     """``gunicorn -w 2 -k uvicorn_worker.UvicornWorker`` serving ``fastapi_sse:serve_app()``
     on a free port, ``/metrics`` on a free range of ``ports`` ports."""
     require_modules("gunicorn", "uvicorn_worker", "httpx", "psutil")
-    base, app_port = free_range(ports), free_port()
+    base, app_port = free_port_range(ports), free_port()
     env = server_env(
         GRAPHAI_PROMETHEUS_ADDR=f"127.0.0.1:{base}", GRAPHAI_PROMETHEUS_PORTS=str(ports)
     )

@@ -28,10 +28,9 @@ from graphai import _hooks
 from graphai.errors import TelemetryConfigError
 from graphai.telemetry._prometheus import GRAPHAI_PROMETHEUS_PORTS, LOG_PROMETHEUS_STARTED
 from graphai.telemetry.setup import TelemetryHandle, configure
-from tests._tools import free_port
+from tests._tools import free_port, free_port_range
 from tests.integration.multiworker_fixtures import (
     check_runs_per_worker,
-    free_range,
     require_modules,
     run_server,
     server_env,
@@ -72,7 +71,7 @@ def local(made: list[TelemetryHandle], **kw: Any) -> TelemetryHandle:
 
 # -- in process ------------------------------------------------------------------------------
 def test_port_range_takes_the_next_free_port_and_logs_it(handles: list[TelemetryHandle]) -> None:
-    base = free_range(3)
+    base = free_port_range(3)
     with structlog.testing.capture_logs() as logs:
         a = local(handles, prometheus_addr=f"127.0.0.1:{base}", prometheus_ports=3)
         b = local(handles, prometheus_addr=f"127.0.0.1:{base}", prometheus_ports=3)
@@ -86,7 +85,7 @@ def test_port_range_takes_the_next_free_port_and_logs_it(handles: list[Telemetry
 def test_port_range_from_the_environment(
     handles: list[TelemetryHandle], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = free_range(2)
+    base = free_port_range(2)
     monkeypatch.setenv("GRAPHAI_PROMETHEUS_ADDR", f"127.0.0.1:{base}")
     monkeypatch.setenv(GRAPHAI_PROMETHEUS_PORTS, "2")
     a, b, c = (local(handles) for _ in range(3))
@@ -178,7 +177,7 @@ def test_uvicorn_workers_each_expose_metrics_and_prometheus_counts_every_run(
 ) -> None:
     require_modules("uvicorn", "httpx")
     t0 = time.monotonic()
-    base, app_port = free_range(WORKERS), free_port()
+    base, app_port = free_port_range(WORKERS), free_port()
     env = server_env(
         GRAPHAI_PROMETHEUS_ADDR=f"127.0.0.1:{base}", GRAPHAI_PROMETHEUS_PORTS=str(WORKERS)
     )

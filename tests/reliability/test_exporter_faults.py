@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import graphai.telemetry as telemetry
 from graphai import Callback, Graph, node
+from tests._tools import free_port
 from tests.reliability._support import MB, bounded, rss_bytes, size_knob
 
 FAULT_RUNS = size_knob("GRAPHAI_FAULT_RUNS", 100)
@@ -143,9 +144,7 @@ class DownEndpoint:
     """A loopback port nothing listens on (connection refused)."""
 
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
 
     def close(self) -> None:
         pass

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests._tools import free_port_range
 from tests.telemetry._support import ROOT
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -132,29 +133,6 @@ SCENARIO = textwrap.dedent(
 )
 
 
-def _free_range(n: int) -> int:
-    """A base port whose ``n`` consecutive ports are free now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                t = socket.socket()
-                socks.append(t)
-                t.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for t in socks:
-                t.close()
-    raise RuntimeError(f"no {n} consecutive free ports")
-
-
 def _scenario(base: int, ports: int, children: int) -> tuple[dict[str, Any], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GRAPHAI_"))}
     env["PYTHONPATH"] = ROOT
@@ -177,7 +155,7 @@ def _run_spans(names: list[str]) -> list[str]:
 
 
 def test_forked_children_get_their_own_endpoint_and_instance_id() -> None:
-    base = _free_range(3)
+    base = free_port_range(3)
     result, out = _scenario(base, ports=3, children=2)
     host = socket.gethostname()
     parent, children = result["parent"], result["children"]
@@ -202,7 +180,7 @@ def test_forked_children_get_their_own_endpoint_and_instance_id() -> None:
 
 
 def test_forked_child_without_a_free_port_warns_and_keeps_tracing() -> None:
-    base = _free_range(1)
+    base = free_port_range(1)
     result, out = _scenario(base, ports=1, children=1)
     (child,) = result["children"]
     assert "error" not in child and child["exit"] == 0, child
