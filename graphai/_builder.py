@@ -3,7 +3,7 @@ parallel paths, joins, start and end nodes, each keeping the run-time adjacency 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from graphai._types import BranchCondition, BranchEdge, Edge, JoinEdge, NodeLike, NodeRef
@@ -82,7 +82,7 @@ class EdgeBuilder:
         return self
 
     def add_router(
-        self: Self, sources: list[NodeRef], router: NodeRef, destinations: list[NodeRef]
+        self: Self, sources: Sequence[NodeRef], router: NodeRef, destinations: Sequence[NodeRef]
     ) -> Self:
         """Add a router between ``sources`` and ``destinations``; it picks via ``choice``
         (one name) or ``choices`` (several, run in parallel)."""
@@ -98,7 +98,7 @@ class EdgeBuilder:
             self.add_edge(r, x)
         return self
 
-    def add_parallel(self: Self, source: NodeRef, destinations: list[NodeRef]) -> Self:
+    def add_parallel(self: Self, source: NodeRef, destinations: Sequence[NodeRef]) -> Self:
         """Add an edge from ``source`` to each destination: they run concurrently."""
         src = self._get_node(source, "add_parallel(): source")
         dsts = [self._get_node(d, "add_parallel(): destination") for d in destinations]
@@ -106,7 +106,7 @@ class EdgeBuilder:
             self.add_edge(src, d)
         return self
 
-    def add_join(self: Self, sources: list[NodeRef], destination: NodeRef) -> Self:
+    def add_join(self: Self, sources: Sequence[NodeRef], destination: NodeRef) -> Self:
         """Join parallel paths: when they all reach their source, ``destination`` runs once
         with the merged payload."""
         if isinstance(sources, (str, bytes)) or not isinstance(sources, Iterable):

@@ -7,7 +7,7 @@ Plain dataclasses: pydantic is needed only by ``FunctionSchema.from_pydantic`` (
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Union, get_args, get_origin
@@ -187,7 +187,7 @@ class FunctionSchema:
 DEFAULT = {"default", "openai", "ollama", "litellm"}
 
 
-def get_schemas(callables: list[Callable[..., Any]], format: str = "default") -> list[dict[str, Any]]:
+def get_schemas(callables: Sequence[Callable[..., Any]], format: str = "default") -> list[dict[str, Any]]:
     """Tool schemas of several callables; ``format`` is ``default``/``openai``/``ollama``/``litellm``."""
     if format in DEFAULT:
         return [FunctionSchema.from_callable(c).to_dict() for c in callables]

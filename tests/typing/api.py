@@ -60,4 +60,18 @@ async def by_name() -> list[dict[str, Any]]:
     return results
 
 
+def fan_out(width: int) -> Graph:
+    """A list of nodes built in a loop (its element type inferred, not NodeRef) is accepted by
+    add_parallel and add_join, and so is a tuple: they take a Sequence, not an invariant list."""
+
+    async def leaf(query: str) -> dict[str, Any]:
+        return {"query": query}
+
+    branches = [node(leaf) for _ in range(width)]
+    g = Graph(name="fan").add_node(prep).add_node(answer)
+    for b in branches:
+        g.add_node(b)
+    return g.add_parallel(prep, branches).add_join(tuple(branches), answer)
+
+
 _ = (EventCallback, pick)
