@@ -24,8 +24,10 @@ Telemetry: ``graphai.telemetry.configure()`` (OTLP when ``OTEL_EXPORTER_OTLP_END
 Prometheus ``/metrics`` on 127.0.0.1:9464).
 
 Several worker processes (docs/operations.md, "Multi-worker servers"): ``serve_app`` is an app
-factory that each worker calls, so each configures its own telemetry (its own
-``service.instance.id`` and, with ``GRAPHAI_PROMETHEUS_PORTS``, its own ``/metrics`` port)::
+factory whose app configures telemetry in its lifespan startup, which runs in the worker that
+serves it (under gunicorn ``--preload`` too, where the factory itself runs in the master), so
+each worker has its own ``service.instance.id`` and, with ``GRAPHAI_PROMETHEUS_PORTS``, its own
+``/metrics`` port::
 
     GRAPHAI_PROMETHEUS_ADDR=127.0.0.1:9464 GRAPHAI_PROMETHEUS_PORTS=2 \
         uvicorn --app-dir examples --factory fastapi_sse:serve_app --workers 2 --port 8000
@@ -183,33 +185,44 @@ class Query(BaseModel):
 
 
 def create_app(
-    graph: Graph | None = None, tracer_provider: Any = None, telemetry: Any = None
+    graph: Graph | None = None,
+    tracer_provider: Any = None,
+    telemetry: Any = None,
+    configure_telemetry: bool = False,
 ) -> FastAPI:
     """The app. With ``opentelemetry-instrumentation-fastapi`` installed, requests get server
     spans (from ``tracer_provider``, default: the global one) that the graph runs nest under.
     ``telemetry``: a ``TelemetryHandle`` that ``/whoami`` describes and the app's shutdown
-    closes."""
+    closes; ``configure_telemetry``: the app's startup calls ``graphai.telemetry.configure()``
+    itself (in the process that serves it) and its shutdown closes that handle."""
     graph = graph or build_graph()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.telemetry = telemetry
+        if configure_telemetry:
+            import graphai.telemetry
+
+            app.state.telemetry = graphai.telemetry.configure(service_name="graphai-sse-example")
         try:
             yield
         finally:
-            if telemetry is not None:
-                telemetry.shutdown()
+            if app.state.telemetry is not None:
+                app.state.telemetry.shutdown()
 
     app = FastAPI(title="graphai SSE example", lifespan=lifespan)
+    app.state.telemetry = telemetry
 
     @app.get("/whoami")
     async def whoami() -> dict[str, Any]:
         """This worker process: pid, ``service.instance.id``, its ``/metrics`` address."""
-        resource = getattr(getattr(telemetry, "tracer_provider", None), "resource", None)
+        handle = app.state.telemetry
+        resource = getattr(getattr(handle, "tracer_provider", None), "resource", None)
         attributes = dict(getattr(resource, "attributes", {}) or {})
         return {
             "pid": os.getpid(),
             "service.instance.id": attributes.get("service.instance.id"),
-            "prometheus_addr": getattr(telemetry, "prometheus_addr", None),
+            "prometheus_addr": getattr(handle, "prometheus_addr", None),
         }
 
     @app.post("/stream")
@@ -240,16 +253,15 @@ def create_app(
 
 
 def serve_app() -> FastAPI:
-    """App factory for ``uvicorn --factory`` (and gunicorn's uvicorn workers): called in each
-    worker process, so each configures its own telemetry from the environment
-    (``GRAPHAI_PROMETHEUS_ADDR`` + ``GRAPHAI_PROMETHEUS_PORTS``: one ``/metrics`` port per
-    worker; ``OTEL_EXPORTER_OTLP_ENDPOINT``: OTLP push, told apart by ``service.instance.id``)."""
-    import graphai.telemetry
-
+    """App factory for ``uvicorn --factory`` and gunicorn's uvicorn workers. Telemetry is
+    configured from the environment in the app's lifespan startup, so in each worker process
+    after any fork (``GRAPHAI_PROMETHEUS_ADDR`` + ``GRAPHAI_PROMETHEUS_PORTS``: one ``/metrics``
+    port per worker; ``OTEL_EXPORTER_OTLP_ENDPOINT``: OTLP push, told apart by
+    ``service.instance.id``): under gunicorn ``--preload`` the master, which loads the app but
+    serves nothing, binds no port."""
     if not logging.getLogger().handlers:  # show telemetry.prometheus_started (the bound port)
         logging.basicConfig(level=logging.INFO, format="%(process)d %(levelname)s %(message)s")
-    handle = graphai.telemetry.configure(service_name="graphai-sse-example")
-    return create_app(telemetry=handle)
+    return create_app(configure_telemetry=True)
 
 
 def main() -> int:
@@ -258,13 +270,7 @@ def main() -> int:
     except ImportError:
         print("examples/fastapi_sse.py: `pip install uvicorn` to serve this app")
         return 0
-    import graphai.telemetry
-
-    handle = graphai.telemetry.configure(service_name="graphai-sse-example")
-    try:
-        uvicorn.run(create_app(), host="127.0.0.1", port=8000)
-    finally:
-        handle.shutdown()
+    uvicorn.run(create_app(configure_telemetry=True), host="127.0.0.1", port=8000)
     return 0
 
 

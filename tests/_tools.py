@@ -43,7 +43,8 @@ _handed_out: set[int] = set()
 _rng = random.Random(os.getpid() ^ time.monotonic_ns())
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """True if a loopback socket can bind ``port`` now."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -63,7 +64,7 @@ def free_port_range(n: int = 1) -> int:
     for _ in range(500):
         base = _rng.randrange(_PORT_LOW, _PORT_HIGH - n)
         ports = range(base, base + n)
-        if any(p in _handed_out for p in ports) or not all(_bindable(p) for p in ports):
+        if any(p in _handed_out for p in ports) or not all(bindable(p) for p in ports):
             continue
         _handed_out.update(ports)
         return base

@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, Resource
 
 from graphai._log import log_event
 from graphai.telemetry import names as N
-from graphai.telemetry._prometheus import rebind_later, reopen_after_fork
+from graphai.telemetry._prometheus import Rebind, rebind_later, reopen_after_fork
 from graphai.telemetry.otel_logs import OTelLogsProcessor
 from graphai.telemetry.runtime import instrument, uninstrument
 
@@ -116,6 +116,7 @@ class TelemetryHandle:
         owned: tuple[Any, ...] = (),
         server: WSGIServer | None = None,
         server_thread: threading.Thread | None = None,
+        rebind: Rebind | None = None,
         restore_instrumented: bool | None = None,
         instance_id_auto: bool = False,
     ) -> None:
@@ -131,11 +132,17 @@ class TelemetryHandle:
         self._instance_id_auto = instance_id_auto
         self._lock = threading.Lock()
         self._closed = False
-        # after a fork that found every port taken: the thread trying again, and its stop
+        # every /metrics port was taken (at configure() or after a fork): what to bind, the
+        # thread trying again and its stop; _rebind is cleared when a port is bound
+        self._rebind = rebind
         self._rebind_stop: threading.Event | None = None
         self._rebind_thread: threading.Thread | None = None
         atexit.register(self.shutdown)
-        if (server is not None or instance_id_auto) and hasattr(os, "register_at_fork"):
+        if rebind is not None:
+            self._retry_bind()
+        if (server is not None or rebind is not None or instance_id_auto) and hasattr(
+            os, "register_at_fork"
+        ):
             at_fork = weakref.WeakMethod(self._after_fork_in_child)
 
             def after_in_child() -> None:
@@ -234,7 +241,9 @@ class TelemetryHandle:
         if self._instance_id_auto:
             self._renew_instance_id()
         self._rebind_stop = self._rebind_thread = None  # a parent's retries stay the parent's
-        if self._server is not None:
+        if self._server is None and self._rebind is not None:
+            self._retry_bind(after_fork=True)  # the parent was still trying: so does the child
+        elif self._server is not None:
             old, self._server, self._server_thread = self._server, None, None
             self.prometheus_addr = None
             rebind = None
@@ -247,16 +256,25 @@ class TelemetryHandle:
                 self._server, self._server_thread = reopened
                 self.prometheus_addr = _addr_of(self._server)
             elif rebind is not None:
-                # every port of the range taken: gunicorn forks new workers before the old
-                # ones exit (HUP); a port they free is taken when it is
-                self._rebind_stop = threading.Event()
-                self._rebind_thread = rebind_later(rebind, self._adopt, self._rebind_stop)
+                self._rebind = rebind
+                self._retry_bind(after_fork=True)
+
+    def _retry_bind(self, **log: Any) -> None:
+        """Every port of the range is taken (gunicorn starts new workers before the old ones
+        exit, ``kill -HUP``): take the first one freed, in the background."""
+        assert self._rebind is not None
+        self._rebind_stop = threading.Event()
+        try:
+            self._rebind_thread = rebind_later(self._rebind, self._adopt, self._rebind_stop, **log)
+        except RuntimeError:  # no new threads (interpreter shutting down): no endpoint
+            self._rebind_thread = None
 
     def _adopt(self, server: WSGIServer, thread: threading.Thread) -> None:
-        """A port bound by the retries after a fork: serve it, unless shut down meanwhile."""
+        """A port bound by the retries: serve it, unless shut down meanwhile."""
         with self._lock:
             if not self._closed:
                 self._server, self._server_thread = server, thread
+                self._rebind = None
                 self.prometheus_addr = _addr_of(server)
                 return
         server.shutdown()

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from graphai._log import log_event
@@ -29,7 +29,14 @@ from graphai.telemetry.runtime import active_streams
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricReader
 
-__all__ = ["GRAPHAI_PROMETHEUS_PORTS", "ports_from_env", "reopen_after_fork", "start_prometheus"]
+__all__ = [
+    "GRAPHAI_PROMETHEUS_PORTS",
+    "Endpoint",
+    "ports_from_env",
+    "rebind_later",
+    "reopen_after_fork",
+    "start_prometheus",
+]
 
 LOG_PROMETHEUS_FAILED: Final = N.LOG_PROMETHEUS_FAILED
 LOG_PROMETHEUS_STARTED: Final = N.LOG_PROMETHEUS_STARTED
@@ -46,14 +53,35 @@ MULTIWORKER_HINT: Final = (
     "metrics with OTLP; see docs/operations.md, 'Multi-worker servers'"
 )
 
-def start_prometheus(
-    host: str, port: int, ports: int = 1
-) -> tuple[MetricReader, WSGIServer, threading.Thread] | None:
+Rebind = tuple[Any, ...]
+"""What serving the same registry again takes (``server.graphai_rebind``)."""
+
+REBIND_EVERY_S = 0.5
+REBIND_FOR_S = 60.0
+"""When every port of the range is taken (at ``configure()`` or in a child after a fork), how
+often and how long graphai tries again: gunicorn starts new workers before the old ones exit
+(``kill -HUP``)."""
+
+
+class Endpoint(NamedTuple):
+    """What :func:`start_prometheus` started: the reader, and its server and thread, or (every
+    port of the range in use) no server yet and what :func:`rebind_later` needs to retry."""
+
+    reader: MetricReader
+    server: WSGIServer | None
+    thread: threading.Thread | None
+    rebind: Rebind | None
+
+
+def start_prometheus(host: str, port: int, ports: int = 1) -> Endpoint | None:
     """A ``PrometheusMetricReader`` on its own registry, served on ``host:port`` (``/metrics``,
-    plus ``/streams``: the in-flight node runs as JSON); ``None`` (with a warning) if the
-    server cannot start: telemetry must not stop the application. With ``ports`` > 1 the
-    first free port of ``port .. port + ports - 1`` is taken (one per worker of a
-    multi-process server); the bound address is logged (``telemetry.prometheus_started``).
+    plus ``/streams``: the in-flight node runs as JSON). With ``ports`` > 1 the first free port
+    of ``port .. port + ports - 1`` is taken (one per worker of a multi-process server); the
+    bound address is logged (``telemetry.prometheus_started``). Telemetry must not stop the
+    application: when every port is in use (gunicorn's HUP starts the new workers while the old
+    ones still hold the range) the reader is returned without a server, to be served when
+    :func:`rebind_later` finds a port freed (the warning says ``retrying_for_s``); any other
+    failure (a host that cannot be bound) gives ``None`` with a warning.
 
     The server is a :class:`_MetricsDispatcher`: a stuck or slow client holds no worker, at
     most ``_METRICS_WORKERS`` threads serve requests, GET and HEAD only, and an exception while
@@ -138,12 +166,15 @@ def start_prometheus(
             if self.dispatcher is not None:
                 self.dispatcher.close()
 
-    server = _bind(host, port, ports, app, Server, Handler)
-    if server is None:
+    server, in_use = _bind(host, port, ports, app, Server, Handler, retry=True)
+    if server is None and not in_use:
         return None
     reader = PrometheusMetricReader(registry=registry)
-    server.graphai_rebind = (host, port, ports, app, Server, Handler, registry, reader)
-    return reader, server, _serve(server)
+    rebind = (host, port, ports, app, Server, Handler, registry, reader)
+    if server is None:
+        return Endpoint(reader, None, None, rebind)
+    server.graphai_rebind = rebind
+    return Endpoint(reader, server, _serve(server), None)
 
 
 def _serve(server: WSGIServer) -> threading.Thread:
@@ -160,11 +191,13 @@ def _bind(
     server_cls: Any,
     handler: Any,
     quiet: bool = False,
+    retry: bool = False,
     **log: Any,
-) -> Any:
-    """The server bound to the first free port of ``port .. port + ports - 1`` (only ``port``
-    when it is 0), logged; ``None`` with a warning (none when ``quiet``) if none could be
-    bound."""
+) -> tuple[Any, bool]:
+    """``(server, in_use)``: the server bound to the first free port of ``port .. port + ports
+    - 1`` (only ``port`` when it is 0), logged; or ``None`` with a warning (none when
+    ``quiet``) if none could be bound, ``in_use`` saying whether every port was taken (the
+    warning then says ``retrying_for_s`` when ``retry``)."""
     candidates = [port] if port == 0 else list(range(port, min(port + max(ports, 1), 65536)))
     last: OSError | None = None
     in_use = True
@@ -187,28 +220,25 @@ def _bind(
         log_event(
             "info", LOG_PROMETHEUS_STARTED, addr=_addr(host, bound), pid=os.getpid(), **extra, **log
         )
-        return server
+        return server, False
+    in_use = in_use and port != 0
     fields: dict[str, Any] = {"addr": f"{host}:{port}", "error": str(last), **log}
     if len(candidates) > 1:
         fields["ports"] = f"{port}-{candidates[-1]}"
     if in_use:
         fields["hint"] = MULTIWORKER_HINT
+        if retry:
+            fields["retrying_for_s"] = REBIND_FOR_S
     if not quiet:
         log_event("warning", LOG_PROMETHEUS_FAILED, **fields)
-    return None
+    return None, in_use
 
 
 def _addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-Rebind = tuple[Any, ...]
-"""What serving the same registry again takes (``server.graphai_rebind``)."""
 
-REBIND_EVERY_S = 0.5
-REBIND_FOR_S = 60.0
-"""After a fork that found every port of the range taken, how often and how long the child
-tries again (gunicorn forks new workers before the old ones exit: ``kill -HUP``)."""
 
 
 def reopen_after_fork(
@@ -234,9 +264,9 @@ def reopen_after_fork(
     collector = getattr(reader, "_collector", None)
     if collector is not None and hasattr(collector, "_target_info"):
         collector._target_info = None  # noqa: SLF001 (built once from the resource)
-    new = _bind(host, port, ports, app, server_cls, handler, after_fork=True)
+    new, in_use = _bind(host, port, ports, app, server_cls, handler, retry=True, after_fork=True)
     if new is None:
-        return None, rebind
+        return None, rebind if in_use else None
     new.graphai_rebind = rebind
     return (new, _serve(new)), None
 
@@ -245,19 +275,21 @@ def rebind_later(
     rebind: Rebind,
     on_bound: Callable[[WSGIServer, threading.Thread], None],
     stop: threading.Event,
+    **log: Any,
 ) -> threading.Thread:
     """Try the range again every ``REBIND_EVERY_S`` for ``REBIND_FOR_S`` in a daemon thread;
     the first port freed is served and handed to ``on_bound`` (logged
-    ``telemetry.prometheus_started ... after_fork=True retried=True``). Giving up logs
-    ``telemetry.prometheus_failed ... gave_up_after_s``; ``stop`` ends the attempts."""
+    ``telemetry.prometheus_started ... retried=True`` with ``log``, e.g. ``after_fork=True``).
+    Giving up logs ``telemetry.prometheus_failed ... gave_up_after_s``; ``stop`` ends the
+    attempts."""
     host, port, ports, app, server_cls, handler = rebind[:6]
 
     def attempts() -> None:
         deadline = time.monotonic() + REBIND_FOR_S
         while not stop.wait(REBIND_EVERY_S):
             try:
-                new = _bind(host, port, ports, app, server_cls, handler, quiet=True,
-                            after_fork=True, retried=True)  # fmt: skip
+                new, _ = _bind(host, port, ports, app, server_cls, handler, quiet=True,
+                               retried=True, **log)  # fmt: skip
             except Exception:  # telemetry never breaks the process
                 new = None
             if new is not None:
@@ -266,7 +298,7 @@ def rebind_later(
                 return
             if time.monotonic() >= deadline:
                 log_event("warning", LOG_PROMETHEUS_FAILED, addr=_addr(host, port),
-                          after_fork=True, gave_up_after_s=REBIND_FOR_S)  # fmt: skip
+                          gave_up_after_s=REBIND_FOR_S, **log)  # fmt: skip
                 return
 
     thread = threading.Thread(target=attempts, name="graphai-metrics-rebind", daemon=True)

@@ -234,11 +234,14 @@ NOT_STARTED_OTLP: Final = "otlp exporters"
 """``not_started`` entry of ``telemetry.providers_exist``: OTLP was configured, none was added."""
 LOG_PROMETHEUS_STARTED: Final = "telemetry.prometheus_started"
 """Info: the ``/metrics`` endpoint listens (``addr``, ``pid``; ``fallback_from`` when the first port of
-a ``GRAPHAI_PROMETHEUS_PORTS`` range was taken; ``after_fork`` in a forked child)."""
+a ``GRAPHAI_PROMETHEUS_PORTS`` range was taken; ``after_fork`` in a forked child; ``retried`` when
+it bound a port freed after every port had been taken)."""
 LOG_FORK_RESOURCE_STALE: Final = "telemetry.fork_resource_stale"
 """Warning: after a fork, ``service.instance.id`` could not be renewed on this SDK."""
 LOG_PROMETHEUS_FAILED: Final = "telemetry.prometheus_failed"
-"""Warning: the ``/metrics`` endpoint could not be started (address in use, say)."""
+"""Warning: the ``/metrics`` endpoint could not be started (address in use, say); with
+``retrying_for_s`` when every port was taken and graphai tries again, with ``gave_up_after_s`` when
+those retries ended."""
 LOG_ALREADY_INSTRUMENTED: Final = "telemetry.already_instrumented"
 """Warning: ``instrument()`` with the providers and settings already installed; nothing changed."""
 LOG_CONFIG_INVALID: Final = "telemetry.config_invalid"

@@ -58,7 +58,7 @@ from graphai.telemetry._handle import (
     is_retired,
     take_instrumentation,
 )
-from graphai.telemetry._prometheus import check_ports, ports_from_env, start_prometheus
+from graphai.telemetry._prometheus import Rebind, check_ports, ports_from_env, start_prometheus
 from graphai.telemetry._watch import WatchedLogExporter, WatchedMetricExporter, WatchedSpanExporter
 from graphai.telemetry.otel_logs import OTelLogsProcessor
 from graphai.telemetry.runtime import instrument, is_instrumented
@@ -220,6 +220,7 @@ def configure(
     owned: list[Any] = []
     server: WSGIServer | None = None
     thread: threading.Thread | None = None
+    rebind: Rebind | None = None  # every /metrics port in use: the handle retries
 
     def adopt(signal: str, enabled: bool, given: Any, current: Callable[[], Any]) -> Any:
         """The provider to use without building one, or ``None`` to build ours."""
@@ -254,8 +255,8 @@ def configure(
             if target is not None:
                 started = start_prometheus(*target, ports)
                 if started is not None:
-                    reader, server, thread = started
-                    readers.append(reader)
+                    readers.append(started.reader)
+                    server, thread, rebind = started.server, started.thread, started.rebind
             mp = MeterProvider(readers, resource=resource, shutdown_on_exit=False)
             owned.append(mp)
 
@@ -288,6 +289,7 @@ def configure(
         owned=tuple(owned),
         server=server,
         server_thread=thread,
+        rebind=rebind,
         restore_instrumented=is_instrumented(),
         instance_id_auto=instance_id_auto
         and any(p in owned for p in (tp, mp, lp) if p is not None),

@@ -1,19 +1,21 @@
 """
 gunicorn with uvicorn workers (docs/operations.md, "Multi-worker servers"), live: the FastAPI
-SSE example (``examples/fastapi_sse.py``, ``serve_app()``) under a real
+SSE example (``examples/fastapi_sse.py``) under a real
 ``gunicorn -w 2 -k uvicorn_worker.UvicornWorker``, ``GRAPHAI_PROMETHEUS_PORTS`` giving each
 worker its own ``/metrics`` port, and Debian's Prometheus scraping them.
 
-- plain: each worker calls ``serve_app()`` (so ``configure()``) after the fork: ports
-  ``base`` and ``base + 1``, one ``service.instance.id`` each, every run counted once.
-- ``--preload``: ``serve_app()`` runs in the master before the fork. The master binds the
-  first port of the range and keeps serving it (an empty ``/metrics``: it runs nothing); each
-  worker reopens on the next free port (``after_fork=True``) with its own
-  ``service.instance.id``. With one port per worker the range is full for the second worker,
-  which logs ``telemetry.prometheus_failed ... after_fork=True`` and has no endpoint; with one
-  spare port every run is counted once.
-- ``kill -HUP`` under ``--preload``: the new workers find the range full at fork time and
-  take the ports the old workers free, by retrying in the background.
+- the example (``serve_app()``: ``configure()`` in the lifespan startup, so in each worker after
+  the fork): ports ``base`` and ``base + 1``, one ``service.instance.id`` each, every run
+  counted once; the same under ``--preload`` (the master binds nothing); after ``kill -HUP``
+  with the old workers busy, the new ones retry and take the ports the old ones free.
+- ``configure()`` at app load (``tests/integration/eager_sse.py``) under ``--preload``: it runs
+  in the master before the fork. The master binds the first port of the range and keeps serving
+  it (an empty ``/metrics``: it runs nothing); each worker reopens on the next free port
+  (``after_fork=True``) with its own ``service.instance.id``. With one port per worker the range
+  is full for the second worker, which logs ``telemetry.prometheus_failed ... after_fork=True``
+  and has no endpoint; with one spare port every run is counted once. ``kill -HUP``: the new
+  workers find the range full at fork time and take the ports the old workers free, by
+  retrying in the background.
 - ``--max-requests``: a recycled worker's replacement binds the port its predecessor freed.
 
 Every wait is bounded; gunicorn runs in its own process group, stopped with SIGTERM, then
@@ -22,6 +24,7 @@ SIGKILL after a bound.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -57,6 +60,11 @@ WORKERS = 2
 RUNS = 20
 MAX_REQUESTS = 3
 WORKER_CLASS = "uvicorn_worker.UvicornWorker"  # uvicorn.workers.UvicornWorker is deprecated
+# the example: configure() in the app's lifespan startup, so in each worker after the fork
+LIFESPAN_APP = "fastapi_sse:serve_app()"
+# configure() at app load (tests/integration/eager_sse.py): in the master under --preload
+EAGER_APP = "eager_sse:serve_app()"
+HERE = Path(__file__).resolve().parent
 
 # the example's logging format is "%(process)d %(levelname)s %(message)s"
 _TELEMETRY_LINE = re.compile(
@@ -72,7 +80,7 @@ class Endpoint:
     started: bool
     addr: str  # the bound address, or the first port of the range tried
     after_fork: bool
-    retried: bool = False  # bound by the retries after a fork that found the range full
+    retried: bool = False  # bound by the retries after the range was found full
 
 
 @dataclass(frozen=True)
@@ -119,11 +127,26 @@ class Gunicorn:
         wait_up(self.proc, self.log, urls, "gunicorn workers and their /metrics endpoints")
         return logged
 
+    def replaced(self, old: set[int]) -> dict[int, Endpoint]:
+        """After a HUP: until ``WORKERS`` new workers (none of ``old``) run and each has
+        logged a started endpoint; ``{pid: endpoint}`` of the new workers."""
+
+        def rebound() -> dict[int, Endpoint] | None:
+            workers = self.workers()
+            if len(workers) != WORKERS or workers & old:
+                return None
+            started = {e.pid: e for e in self.endpoints() if e.pid in workers and e.started}
+            return started if set(started) == workers else None
+
+        return poll(rebound, 30, interval=0.2, what="the new workers serving /metrics after HUP")
+
 
 @contextmanager
-def gunicorn(tmp_path: Path, ports: int, *options: str) -> Iterator[Gunicorn]:
-    """``gunicorn -w 2 -k uvicorn_worker.UvicornWorker`` serving ``fastapi_sse:serve_app()``
-    on a free port, ``/metrics`` on a free range of ``ports`` ports."""
+def gunicorn(
+    tmp_path: Path, ports: int, *options: str, app: str = LIFESPAN_APP
+) -> Iterator[Gunicorn]:
+    """``gunicorn -w 2 -k uvicorn_worker.UvicornWorker`` serving ``app`` on a free port,
+    ``/metrics`` on a free range of ``ports`` ports."""
     require_modules("gunicorn", "uvicorn_worker", "httpx", "psutil")
     base, app_port = free_port_range(ports), free_port()
     env = server_env(
@@ -131,8 +154,8 @@ def gunicorn(tmp_path: Path, ports: int, *options: str) -> Iterator[Gunicorn]:
     )
     cmd = [
         sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class",
-        WORKER_CLASS, "--bind", f"127.0.0.1:{app_port}", "--pythonpath", str(EXAMPLES),
-        "--graceful-timeout", "5", "--no-control-socket", *options, "fastapi_sse:serve_app()",
+        WORKER_CLASS, "--bind", f"127.0.0.1:{app_port}", "--pythonpath", f"{EXAMPLES},{HERE}",
+        "--graceful-timeout", "5", "--no-control-socket", *options, app,
     ]  # fmt: skip
     log = tmp_path / "gunicorn.log"
     with run_server(cmd, env, log) as proc:
@@ -154,6 +177,20 @@ def scrape_runs(addr: str) -> tuple[str | None, float]:
     body = get(f"http://{addr}/metrics").decode()
     m = _TARGET_INFO.search(body)
     return (m.group(1) if m else None), sum(float(v) for v in _RUNS_LINE.findall(body))
+
+
+def check_each_port_counts_its_worker(url: str, workers: dict[int, Endpoint]) -> None:
+    """Streams until every worker served some; each worker's ``/metrics`` port then counts
+    exactly the runs it served, under its own ``service.instance.id``."""
+    served = Counter(pid for pid, _ in stream_on_every_worker(url, WORKERS, RUNS // 2))
+    assert set(served) == set(workers)
+    for pid, e in workers.items():
+
+        def counted(addr: str = e.addr, want: int = served[pid]) -> tuple[str | None, float] | None:
+            got = scrape_runs(addr)
+            return got if got[1] == want else None
+
+        assert poll(counted, 10, what=f"worker {pid}'s runs") == (instance_id(pid), served[pid])
 
 
 def stream_one(url: str, dropped: list[str]) -> int:
@@ -196,13 +233,13 @@ def test_gunicorn_workers_each_expose_metrics_and_prometheus_counts_every_run(
 def test_gunicorn_preload_master_keeps_the_first_port_workers_reopen_on_the_rest(
     tmp_path: Path,
 ) -> None:
-    """``--preload`` with one spare port (docs: "give the range one port more than the worker
-    count"): the fork-safety path end to end."""
+    """``--preload`` with ``configure()`` at app load and one spare port (docs: "give the range
+    one port more than the worker count"): the fork-safety path end to end."""
     t0 = time.monotonic()
-    with gunicorn(tmp_path, WORKERS + 1, "--preload") as g:
+    with gunicorn(tmp_path, WORKERS + 1, "--preload", app=EAGER_APP) as g:
         logged = g.wait_booted(set(g.metrics))
         master_addr, *worker_addrs = g.metrics
-        # configure() ran in the master at import (serve_app() is the app spec), before fork
+        # configure() ran in the master at app load (serve_app() is the app spec), before fork
         assert [e for e in g.endpoints() if e.pid == g.master] == [
             Endpoint(g.master, True, master_addr, False)
         ]
@@ -231,7 +268,7 @@ def test_gunicorn_preload_with_one_port_per_worker_leaves_a_worker_without_metri
     """The limit of ``--preload`` with ``configure()`` at import: the master's endpoint takes
     a port of the range, so with ``GRAPHAI_PROMETHEUS_PORTS`` = workers the last worker finds
     it full and says so (never a silently dead endpoint); its runs reach no ``/metrics``."""
-    with gunicorn(tmp_path, WORKERS, "--preload") as g:
+    with gunicorn(tmp_path, WORKERS, "--preload", app=EAGER_APP) as g:
         master_addr, worker_addr = g.metrics
         logged = g.wait_booted({master_addr, worker_addr})
         assert [e for e in g.endpoints() if e.pid == g.master] == [
@@ -263,41 +300,108 @@ def test_gunicorn_preload_with_one_port_per_worker_leaves_a_worker_without_metri
 def test_gunicorn_preload_hup_new_workers_take_the_ports_the_old_ones_free(
     tmp_path: Path,
 ) -> None:
-    """``kill -HUP`` under ``--preload``: gunicorn forks the new workers before it stops the
-    old ones, so each new worker's after-fork reopen finds the whole range taken (master + old
-    workers) and logs ``telemetry.prometheus_failed ... after_fork=True`` once. It then tries
+    """``kill -HUP`` under ``--preload`` with ``configure()`` at app load: gunicorn forks the
+    new workers before it stops the old ones, so each new worker's after-fork reopen finds the
+    whole range taken (master + old workers) and logs ``telemetry.prometheus_failed ... after_fork=True`` once. It then tries
     again in the background and takes a port as soon as an old worker frees it
     (``telemetry.prometheus_started ... after_fork=True retried=True``): every worker port
     serves a new worker's ``/metrics`` again, under that worker's ``service.instance.id``."""
-    with gunicorn(tmp_path, WORKERS + 1, "--preload") as g:
+    with gunicorn(tmp_path, WORKERS + 1, "--preload", app=EAGER_APP) as g:
         master_addr, *worker_addrs = g.metrics
         old = g.wait_booted(set(g.metrics))
         assert sorted(e.addr for e in old.values()) == worker_addrs
         os.kill(g.master, signal.SIGHUP)
-
-        def rebound() -> dict[int, Endpoint] | None:
-            workers = g.workers()
-            if len(workers) != WORKERS or workers & set(old):
-                return None
-            started = {e.pid: e for e in g.endpoints() if e.pid in workers and e.started}
-            return started if set(started) == workers else None
-
-        new = poll(rebound, 30, interval=0.2, what="the new workers serving /metrics after HUP")
+        new = g.replaced(set(old))
         assert sorted(e.addr for e in new.values()) == worker_addrs
         assert all(e.after_fork and e.retried for e in new.values()), new
         first_tries = [(e.addr, e.after_fork) for e in g.endpoints() if e.pid in new and not e.started]
         assert first_tries == [(master_addr, True)] * WORKERS  # the range was full, said once each
         assert [e.pid for e in g.endpoints() if e.pid == g.master] == [g.master]  # no reload
-        served = Counter(pid for pid, _ in stream_on_every_worker(g.url, WORKERS, RUNS // 2))
-        assert set(served) == set(new)
-        for pid, e in new.items():
-
-            def counted(addr: str = e.addr, want: int = served[pid]) -> tuple[str | None, float] | None:
-                got = scrape_runs(addr)
-                return got if got[1] == want else None
-
-            assert poll(counted, 10, what=f"worker {pid}'s runs") == (instance_id(pid), served[pid])
+        check_each_port_counts_its_worker(g.url, new)
         assert get(f"http://{master_addr}/metrics") == b""
+
+
+def test_gunicorn_preload_with_lifespan_configure_binds_no_port_in_the_master(
+    tmp_path: Path,
+) -> None:
+    """The example under ``--preload``: the master loads the app (``serve_app()``) but
+    ``configure()`` runs in the lifespan startup of each worker, so the master binds no port,
+    one port per worker suffices, and Prometheus counts every run once."""
+    with gunicorn(tmp_path, WORKERS, "--preload") as g:
+        logged = g.wait_booted(set(g.metrics))
+        assert [e for e in g.endpoints() if e.pid == g.master] == []
+        assert sorted(e.addr for e in logged.values()) == g.metrics, logged
+        assert all(e.started and not e.after_fork for e in logged.values()), logged
+        served = stream_on_every_worker(g.url, WORKERS, RUNS)
+        assert {pid for pid, _ in served} == set(logged)
+        with run_prometheus(tmp_path / "prom", g.metrics, rule_files=[]) as prom:
+            ids = check_runs_per_worker(prom, served, g.metrics)
+        assert ids == {e.addr: instance_id(pid) for pid, e in logged.items()}
+
+
+@contextmanager
+def streams_held(url: str, pids: set[int], delay: float = 0.4) -> Iterator[None]:
+    """Slow SSE streams (12 tokens, ``delay`` s apart) in threads until each worker in ``pids``
+    serves one (bounded): a worker busy with a stream keeps its port after a HUP until the
+    stream ends or ``--graceful-timeout`` passes. The threads are joined (bounded) on exit."""
+    import queue
+    import threading
+
+    import httpx
+
+    got: queue.Queue[int] = queue.Queue()
+
+    def hold() -> None:
+        try:
+            with httpx.stream(
+                "POST", f"{url}/stream", json={"query": "q", "delay": delay}, timeout=15
+            ) as r:
+                got.put(int(r.headers["x-worker-pid"]))
+                for _ in r.iter_bytes():
+                    pass
+        except httpx.HTTPError:  # cut by the worker's graceful shutdown: expected here
+            pass
+
+    threads: list[threading.Thread] = []
+    holding: set[int] = set()
+    deadline = time.monotonic() + 10
+    try:
+        while not pids <= holding:
+            assert time.monotonic() < deadline, f"streams held on {holding}, wanted {pids}"
+            t = threading.Thread(target=hold, daemon=True)
+            t.start()
+            threads.append(t)
+            with contextlib.suppress(queue.Empty):
+                holding.add(got.get(timeout=0.5))
+        yield
+    finally:
+        for t in threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in threads), "a held stream outlived its bound"
+
+
+def test_gunicorn_hup_new_workers_configure_and_take_the_ports_the_old_ones_free(
+    tmp_path: Path,
+) -> None:
+    """``kill -HUP`` with the example (no ``--preload``, one port per worker): each new worker
+    configures in its lifespan startup while the old workers still hold the range, logs
+    ``telemetry.prometheus_failed ... retrying_for_s=60.0`` once, and takes a port as soon as an
+    old worker exits (``retried=True``): every port serves a new worker, under its id. Each old
+    worker is busy with a slow stream at the HUP, so it holds its port while the new workers
+    start (idle old workers can exit before the new ones have loaded the app)."""
+    with gunicorn(tmp_path, WORKERS) as g, contextlib.ExitStack() as held:
+        old = g.wait_booted(set(g.metrics))
+        assert sorted(e.addr for e in old.values()) == g.metrics
+        held.enter_context(streams_held(g.url, set(old)))
+        os.kill(g.master, signal.SIGHUP)
+        new = g.replaced(set(old))
+        assert sorted(e.addr for e in new.values()) == g.metrics
+        assert all(e.retried and not e.after_fork for e in new.values()), new
+        log = g.log.read_text()
+        for pid in new:
+            (first,) = [ln for ln in log.splitlines() if ln.startswith(f"{pid} ") and "prometheus_failed" in ln]
+            assert "retrying_for_s=60.0" in first and "after_fork" not in first, first
+        check_each_port_counts_its_worker(g.url, new)
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["plain", "preload"])
@@ -305,13 +409,14 @@ def test_gunicorn_recycled_worker_binds_the_port_its_predecessor_freed(
     tmp_path: Path, preload: bool
 ) -> None:
     """``--max-requests``: a worker exits after ``MAX_REQUESTS`` requests and the master forks
-    a replacement, which configures afresh (plain) or reopens the master's endpoint config
-    after the fork (``--preload``); either way it takes the port the old worker released, and
+    a replacement, which configures afresh in its lifespan startup (plain) or reopens the
+    master's endpoint config after the fork (``--preload`` with ``configure()`` at app load); either way it takes the port the old worker released, and
     its ``/metrics`` counts its own runs under its own ``service.instance.id``."""
     t0 = time.monotonic()
     ports = WORKERS + 1 if preload else WORKERS
     options = ["--max-requests", str(MAX_REQUESTS), "--max-requests-jitter", "0"]
-    with gunicorn(tmp_path, ports, *options, *(["--preload"] if preload else [])) as g:
+    preloaded = ["--preload"] if preload else []
+    with gunicorn(tmp_path, ports, *options, *preloaded, app=EAGER_APP if preload else LIFESPAN_APP) as g:
         worker_addrs = g.metrics[1:] if preload else g.metrics
         first = g.wait_booted(set(g.metrics))  # one /whoami request
         before = {e.addr: pid for pid, e in first.items()}

@@ -28,7 +28,7 @@ from graphai import _hooks
 from graphai.errors import TelemetryConfigError
 from graphai.telemetry._prometheus import GRAPHAI_PROMETHEUS_PORTS, LOG_PROMETHEUS_STARTED
 from graphai.telemetry.setup import TelemetryHandle, configure
-from tests._tools import free_port, free_port_range
+from tests._tools import free_port, free_port_range, poll
 from tests.integration.multiworker_fixtures import (
     check_runs_per_worker,
     require_modules,
@@ -90,7 +90,10 @@ def test_port_range_from_the_environment(
     monkeypatch.setenv(GRAPHAI_PROMETHEUS_PORTS, "2")
     a, b, c = (local(handles) for _ in range(3))
     assert [h.prometheus_addr for h in (a, b)] == [f"127.0.0.1:{base}", f"127.0.0.1:{base + 1}"]
-    assert c.prometheus_addr is None  # the range is full
+    assert c.prometheus_addr is None  # the range is full: c retries in the background
+    assert a.shutdown(timeout_s=3)  # an old worker exits (gunicorn HUP): c takes its port
+    poll(lambda: c.prometheus_addr, 5.0, what="the freed port taken by the waiting handle")
+    assert c.prometheus_addr == f"127.0.0.1:{base}"
 
 
 def test_a_taken_port_names_the_multiworker_section(handles: list[TelemetryHandle]) -> None:

@@ -189,3 +189,54 @@ def test_forked_child_without_a_free_port_warns_and_keeps_tracing() -> None:
     assert "telemetry.prometheus_failed" in out and "Multi-worker servers" in out, out[-3000:]
     parent = result["parent"]
     assert parent["addr"] == f"127.0.0.1:{base}" and parent["runs"] == 1.0, parent
+
+
+RETRYING_PARENT = textwrap.dedent(
+    r"""
+    import logging, os, select, socket, sys, time
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    import graphai.telemetry as telemetry
+
+    PORT = int(sys.argv[1])
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", PORT))
+    holder.listen()
+    handle = telemetry.configure(service_name="forky", prometheus_addr=f"127.0.0.1:{PORT}")
+    assert handle.prometheus_addr is None  # taken: the parent retries in the background
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        holder.close()
+        select.select([r], [], [], 10)  # the parent has stopped trying and let go of the port
+        deadline = time.monotonic() + 5
+        while handle.prometheus_addr is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(f"CHILD {handle.prometheus_addr}", flush=True)
+        os._exit(0 if handle.shutdown(3) else 3)
+    os.close(r)
+    handle.shutdown(3)  # the parent's retries stop; the child's go on
+    holder.close()
+    os.write(w, b"x")
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_child_forked_while_the_parent_retries_keeps_retrying() -> None:
+    """A parent whose ``configure()`` found the port taken forks (gunicorn ``--preload`` during
+    a HUP): the child's copy of the handle retries too and takes the port once it is freed."""
+    port = free_port_range(1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GRAPHAI_"))}
+    env["PYTHONPATH"] = ROOT
+    proc = subprocess.run(
+        [sys.executable, "-c", RETRYING_PARENT, str(port)],
+        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"CHILD 127.0.0.1:{port}" in proc.stdout, out[-3000:]
+    started = [ln for ln in out.splitlines() if "telemetry.prometheus_started" in ln]
+    assert len(started) == 1 and "after_fork=True" in started[0], out[-3000:]
+    assert "retried=True" in started[0], started

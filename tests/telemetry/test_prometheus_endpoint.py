@@ -4,7 +4,9 @@ per handle, a busy address warned about and passed over, stopped at shutdown."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
@@ -16,6 +18,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from graphai.telemetry import env
 from graphai.telemetry.setup import TelemetryHandle
 from tests._stream import drain as _drain
+from tests._tools import bindable, free_port, poll
 from tests.telemetry._support import local, run_graph, scrape
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -110,7 +113,71 @@ class TestPrometheusEndpoint:
             port = busy.getsockname()[1]
             with structlog.testing.capture_logs() as logs:
                 h = local(handles, prometheus_addr=f"127.0.0.1:{port}")
-        assert h.prometheus_addr is None
-        assert isinstance(h.meter_provider, MeterProvider)
-        assert [e["event"] for e in logs] == ["telemetry.prometheus_failed"]
-        assert logs[0]["log_level"] == "warning"
+            assert h.prometheus_addr is None
+            assert isinstance(h.meter_provider, MeterProvider)
+            assert [e["event"] for e in logs] == ["telemetry.prometheus_failed"]
+            assert logs[0]["log_level"] == "warning"
+            assert logs[0]["retrying_for_s"] == 60.0
+
+
+class TestPortInUseAtConfigure:
+    """Every /metrics port taken at ``configure()`` (gunicorn's HUP starts the new workers
+    while the old ones still hold the range): the handle retries in the background, serves the
+    first port freed with every metric recorded meanwhile, and stops trying at shutdown; a
+    failure that is not a taken port is not retried."""
+
+    def test_the_port_freed_is_served_with_what_was_recorded_meanwhile(
+        self, handles: list[TelemetryHandle]
+    ) -> None:
+        busy = socket.socket()
+        try:
+            busy.bind(("127.0.0.1", free_port()))
+            busy.listen()
+            port = busy.getsockname()[1]
+            with structlog.testing.capture_logs() as logs:
+                h = local(handles, prometheus_addr=f"127.0.0.1:{port}", service_name="retry")
+                assert h.prometheus_addr is None and _retrying(), logs
+                assert h.meter_provider is not None
+                h.meter_provider.get_meter("probe").create_counter("probe").add(3)
+                busy.close()
+                poll(lambda: h.prometheus_addr, 5.0, what="the freed port served")
+        finally:
+            busy.close()
+        assert h.prometheus_addr == f"127.0.0.1:{port}"
+        text = scrape(h.prometheus_addr)
+        assert re.search(r'^probe_total\{.*\} 3\.0$', text, re.M), text
+        assert 'service_name="retry"' in text
+        events = [(e["event"], e.get("retried")) for e in logs]
+        assert events == [("telemetry.prometheus_failed", None),
+                          ("telemetry.prometheus_started", True)], logs  # fmt: skip
+        assert "after_fork" not in logs[1]
+        poll(lambda: not _retrying(), 2.0, what="the retry thread to end")
+        assert h.shutdown(timeout_s=3)
+        with pytest.raises(urllib.error.URLError):  # shutdown stopped what the retries started
+            scrape(f"127.0.0.1:{port}")
+
+    def test_shutdown_stops_the_retries(self, handles: list[TelemetryHandle]) -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", free_port()))
+            busy.listen()
+            port = busy.getsockname()[1]
+            h = local(handles, prometheus_addr=f"127.0.0.1:{port}")
+            assert _retrying()
+            assert h.shutdown(timeout_s=3)
+        with structlog.testing.capture_logs() as logs:
+            poll(lambda: not _retrying(), 2.0, what="the retry thread to stop")
+        assert h.prometheus_addr is None and bindable(port) and logs == []
+
+    def test_a_host_that_cannot_be_bound_is_not_retried(
+        self, handles: list[TelemetryHandle]
+    ) -> None:
+        with structlog.testing.capture_logs() as logs:
+            h = local(handles, prometheus_addr="192.0.2.1:9464")  # TEST-NET-1: no local address
+        assert h.prometheus_addr is None and not _retrying()
+        (failed,) = logs
+        assert failed["event"] == "telemetry.prometheus_failed"
+        assert "retrying_for_s" not in failed and "hint" not in failed, failed
+
+
+def _retrying() -> bool:
+    return any(t.name == "graphai-metrics-rebind" for t in threading.enumerate())
