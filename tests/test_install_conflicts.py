@@ -19,26 +19,15 @@ failure skips the test with a message, except under ``CI=true``.
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from graphai._dist import FIX, LOG_INSTALL_CONFLICT, REPAIR
+from tests._venv import PIP_TIMEOUT_S, RUN_TIMEOUT_S, make_venv, pip, py, snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
-PIP_TIMEOUT_S = 300
-RUN_TIMEOUT_S = 60
 UPSTREAM = "graphai-lib==0.0.12"
-NETWORK_ERRORS = re.compile(
-    r"NewConnectionError|Temporary failure in name resolution|Name or service not known"
-    r"|Network is unreachable|ConnectTimeout|ReadTimeout|No matching distribution found"
-    r"|Could not find a version that satisfies"
-)
 WARNING_LINE = f"{LOG_INSTALL_CONFLICT} other='graphai-lib' other_version='0.0.12' fix='{FIX}'"
 
 # which engine answers `import graphai`, and whether our install check ran
@@ -60,60 +49,8 @@ needs_upstream = pytest.mark.skipif(
 )
 
 
-def _env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTHON", "PIP_", "GRAPHAI_", "OTEL_")) and k != "VIRTUAL_ENV"
-    }
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    return env
-
-
-def _run(cmd: list[str], timeout: float, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def _pip(python: Path, *args: str, cwd: Path) -> None:
-    proc = _run([str(python), "-m", "pip", *args], PIP_TIMEOUT_S, cwd)
-    if proc.returncode == 0:
-        return
-    out = proc.stdout + proc.stderr
-    if NETWORK_ERRORS.search(out) and os.environ.get("CI", "").lower() != "true":
-        pytest.skip(f"PyPI not reachable (pip {' '.join(args)}):\n{out[-2000:]}")
-    pytest.fail(f"pip {' '.join(args)} failed ({proc.returncode}):\n{out[-4000:]}")
-
-
-def _py(python: Path, code: str, cwd: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    # -I: no cwd/user site on sys.path, so only the venv's copy can answer
-    return _run([str(python), "-I", *flags, "-c", code], RUN_TIMEOUT_S, cwd)
-
-
-def _snapshot(tmp_path: Path) -> Path:
-    """A copy of the package to install (pip would build in the source tree otherwise)."""
-    src = tmp_path / "src"
-    src.mkdir()
-    shutil.copytree(
-        ROOT / "graphai", src / "graphai", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, src / name)
-    return src
-
-
-def _venv(tmp_path: Path, name: str) -> Path:
-    venv = tmp_path / name
-    proc = _run([sys.executable, "-m", "venv", str(venv)], PIP_TIMEOUT_S, tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
 def _probe(python: Path, cwd: Path) -> dict[str, object]:
-    proc = _py(python, PROBE, cwd)
+    proc = py(python, PROBE, cwd)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     got: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     got["stderr"] = proc.stderr
@@ -126,10 +63,10 @@ def _probe(python: Path, cwd: Path) -> dict[str, object]:
 def test_ours_over_graphai_lib_warns_then_uninstall_breaks_and_repair_works(
     tmp_path: Path,
 ) -> None:
-    src = _snapshot(tmp_path)
-    python = _venv(tmp_path, "venv")
-    _pip(python, "install", UPSTREAM, cwd=tmp_path)
-    _pip(python, "install", str(src), cwd=tmp_path)
+    src = snapshot(tmp_path)
+    python = make_venv(tmp_path, "venv")
+    pip(python, "install", UPSTREAM, cwd=tmp_path)
+    pip(python, "install", str(src), cwd=tmp_path)
 
     # (1) ours answers and warns once, with the fix; -W error does not turn it into a failure
     got = _probe(python, tmp_path)
@@ -138,34 +75,34 @@ def test_ours_over_graphai_lib_warns_then_uninstall_breaks_and_repair_works(
     stderr = str(got["stderr"])
     assert stderr.count(LOG_INSTALL_CONFLICT) == 1, stderr
     assert WARNING_LINE in stderr.splitlines(), stderr
-    proc = _py(python, PROBE_TELEMETRY, tmp_path, "-W", "error")
+    proc = py(python, PROBE_TELEMETRY, tmp_path, "-W", "error")
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert WARNING_LINE in proc.stderr.splitlines(), proc.stderr
-    proc = _py(python, DIAGNOSE, tmp_path)
+    proc = py(python, DIAGNOSE, tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert FIX in proc.stdout, proc.stdout
 
     # (2) uninstalling graphai-lib deletes the shared files, ours included
-    _pip(python, "uninstall", "-y", "graphai-lib", cwd=tmp_path)
-    proc = _py(python, "from graphai import Graph", tmp_path)
+    pip(python, "uninstall", "-y", "graphai-lib", cwd=tmp_path)
+    proc = py(python, "from graphai import Graph", tmp_path)
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "cannot import name 'Graph' from 'graphai'" in proc.stderr, proc.stderr
     # graphai/__init__.py is gone: a namespace package, none of our code runs on import
-    proc = _py(python, "import graphai; print(graphai.__file__)", tmp_path)
+    proc = py(python, "import graphai; print(graphai.__file__)", tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "None", proc.stdout + proc.stderr
     # ... but the diagnosis survives and names the repair
-    proc = _py(python, DIAGNOSE, tmp_path)
+    proc = py(python, DIAGNOSE, tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "graphai/__init__.py" in proc.stdout and REPAIR in proc.stdout, proc.stdout
 
     # the documented repair (from this snapshot instead of PyPI)
-    _pip(python, "install", "--force-reinstall", "--no-deps", str(src), cwd=tmp_path)
+    pip(python, "install", "--force-reinstall", "--no-deps", str(src), cwd=tmp_path)
     got = _probe(python, tmp_path)
     assert got["ours"] is True and got["checked"] is True, got
     assert LOG_INSTALL_CONFLICT not in str(got["stderr"]), got["stderr"]
-    proc = _py(python, PROBE_TELEMETRY, tmp_path, "-W", "error")
+    proc = py(python, PROBE_TELEMETRY, tmp_path, "-W", "error")
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    proc = _py(python, DIAGNOSE, tmp_path)
+    proc = py(python, DIAGNOSE, tmp_path)
     assert proc.returncode == 0 and "graphai-otel: ok" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -174,10 +111,10 @@ def test_ours_over_graphai_lib_warns_then_uninstall_breaks_and_repair_works(
 @pytest.mark.timeout(2 * PIP_TIMEOUT_S + 4 * RUN_TIMEOUT_S)
 def test_graphai_lib_over_ours_silently_wins(tmp_path: Path) -> None:
     """The documented hazard: upstream's files replace ours and our check never runs."""
-    src = _snapshot(tmp_path)
-    python = _venv(tmp_path, "venv")
-    _pip(python, "install", str(src), cwd=tmp_path)
-    _pip(python, "install", UPSTREAM, cwd=tmp_path)
+    src = snapshot(tmp_path)
+    python = make_venv(tmp_path, "venv")
+    pip(python, "install", str(src), cwd=tmp_path)
+    pip(python, "install", UPSTREAM, cwd=tmp_path)
 
     got = _probe(python, tmp_path)
     assert got["ours"] is False, got  # upstream's graphai/__init__.py
@@ -185,14 +122,14 @@ def test_graphai_lib_over_ours_silently_wins(tmp_path: Path) -> None:
     assert LOG_INSTALL_CONFLICT not in str(got["stderr"]), got["stderr"]  # ... so no warning
     # graphai.telemetry's files are still on disk and import, but the engine is upstream's
     # (no Graph(name=...)): nothing would be instrumented
-    proc = _py(
+    proc = py(
         python, "import graphai.telemetry; from graphai import Graph; Graph(name='x')", tmp_path
     )
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "TypeError" in proc.stderr and "name" in proc.stderr, proc.stderr
     assert "graphai.telemetry" not in proc.stderr, proc.stderr  # the telemetry import worked
     # the diagnosis (imported explicitly) does see both
-    proc = _py(python, DIAGNOSE, tmp_path)
+    proc = py(python, DIAGNOSE, tmp_path)
     assert proc.returncode == 1 and FIX in proc.stdout, proc.stdout + proc.stderr
 
 

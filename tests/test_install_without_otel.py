@@ -11,23 +11,11 @@ the test with a message, except under ``CI=true``.
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PIP_TIMEOUT_S = 300
-RUN_TIMEOUT_S = 60
-NETWORK_ERRORS = re.compile(
-    r"NewConnectionError|Temporary failure in name resolution|Name or service not known"
-    r"|Network is unreachable|ConnectTimeout|ReadTimeout|No matching distribution found"
-    r"|Could not find a version that satisfies"
-)
+from tests._venv import PIP_TIMEOUT_S, RUN_TIMEOUT_S, make_venv, pip, py, snapshot
 
 SCRIPT = r"""
 import asyncio
@@ -92,60 +80,22 @@ print(json.dumps({
 """
 
 
-def _env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTHON", "PIP_", "GRAPHAI_", "OTEL_")) and k != "VIRTUAL_ENV"
-    }
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    return env
-
-
-def _run(cmd: list[str], timeout: float, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def _pip_install(python: Path, src: Path, cwd: Path) -> None:
-    proc = _run([str(python), "-m", "pip", "install", str(src)], PIP_TIMEOUT_S, cwd)
-    if proc.returncode == 0:
-        return
-    out = proc.stdout + proc.stderr
-    if NETWORK_ERRORS.search(out) and os.environ.get("CI", "").lower() != "true":
-        pytest.skip(f"PyPI not reachable, cannot install the core dependencies:\n{out[-2000:]}")
-    pytest.fail(f"pip install (no extras) failed ({proc.returncode}):\n{out[-4000:]}")
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(2 * PIP_TIMEOUT_S + 3 * RUN_TIMEOUT_S)
 def test_import_and_run_without_the_otel_extra(tmp_path: Path) -> None:
-    # a snapshot of the package (pip would build in the source tree otherwise)
-    src = tmp_path / "src"
-    src.mkdir()
-    shutil.copytree(
-        ROOT / "graphai", src / "graphai", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-
-    venv = tmp_path / "venv"
-    proc = _run([sys.executable, "-m", "venv", str(venv)], PIP_TIMEOUT_S, tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    _pip_install(python, src, tmp_path)
+    src = snapshot(tmp_path)
+    python = make_venv(tmp_path)
+    pip(python, "install", str(src), cwd=tmp_path)
 
     # the extra is really absent
-    proc = _run([str(python), "-I", "-c", "import opentelemetry.sdk"], RUN_TIMEOUT_S, tmp_path)
+    proc = py(python, "import opentelemetry.sdk", tmp_path)
     assert proc.returncode != 0, "opentelemetry.sdk is importable in the core-only venv"
     assert "ModuleNotFoundError" in proc.stderr, proc.stderr
 
-    proc = _run([str(python), "-I", "-c", SCRIPT], RUN_TIMEOUT_S, tmp_path)
+    proc = py(python, SCRIPT, tmp_path)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert Path(got["graphai_file"]).resolve().is_relative_to(venv.resolve()), got["graphai_file"]
+    assert Path(got["graphai_file"]).resolve().is_relative_to(python.parents[1].resolve()), got["graphai_file"]
     assert got["result"]["answer"] == "Hello world"
     assert [t for t in got["tokens"] if not t.startswith("<graphai:")] == ["Hello", " ", "world"]
     assert got["tokens"][-1] == "<graphai:END:>"
