@@ -408,33 +408,20 @@ class HandInstrumented:
         attach, detach, in_context = self._attach, self._detach, self._in_context
         branches = self.branches
 
-        branch = role == "branch"
-        if role == "join":
-
-            async def joined(x: int) -> dict[str, Any]:
-                t0 = perf_counter()
-                ctx = self.run_ctx
-                attrs = span_attrs.copy()
-                attrs[N.JOIN_WAIT] = 0.0
-                links = [Link(c) for c in branches]
-                branches.clear()
-                span = tracer.start_span(
-                    name, context=ctx, kind=internal, attributes=attrs, links=links
-                )
-                token = attach(in_context(span, ctx))
-                out = await fn(x)
-                detach(token)
-                span.set_attributes(end_attrs)
-                span.end()
-                hist.record(perf_counter() - t0, metric_attrs)
-                return out
-
-            return joined
+        branch, join = role == "branch", role == "join"
 
         async def instrumented(x: int) -> dict[str, Any]:
             t0 = perf_counter()
             ctx = self.run_ctx
-            span = tracer.start_span(name, context=ctx, kind=internal, attributes=span_attrs)
+            if join:  # as graphai's: the wait among the attributes, a link per branch
+                links = [Link(c) for c in branches]
+                branches.clear()
+                attrs = {**span_attrs, N.JOIN_WAIT: 0.0}
+                span = tracer.start_span(
+                    name, context=ctx, kind=internal, attributes=attrs, links=links
+                )
+            else:
+                span = tracer.start_span(name, context=ctx, kind=internal, attributes=span_attrs)
             token = attach(in_context(span, ctx))
             out = await fn(x)
             detach(token)

@@ -199,7 +199,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.telemetry = telemetry
         if configure_telemetry:
             import graphai.telemetry
 

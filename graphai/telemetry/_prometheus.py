@@ -238,9 +238,6 @@ def _addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-
-
-
 def reopen_after_fork(
     server: WSGIServer,
 ) -> tuple[tuple[WSGIServer, threading.Thread] | None, Rebind | None]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import threading
 import urllib.error
 import urllib.request
 from typing import Any
@@ -136,7 +135,7 @@ class TestPortInUseAtConfigure:
             port = busy.getsockname()[1]
             with structlog.testing.capture_logs() as logs:
                 h = local(handles, prometheus_addr=f"127.0.0.1:{port}", service_name="retry")
-                assert h.prometheus_addr is None and _retrying(), logs
+                assert h.prometheus_addr is None and _retrying(h), logs
                 assert h.meter_provider is not None
                 h.meter_provider.get_meter("probe").create_counter("probe").add(3)
                 busy.close()
@@ -151,7 +150,7 @@ class TestPortInUseAtConfigure:
         assert events == [("telemetry.prometheus_failed", None),
                           ("telemetry.prometheus_started", True)], logs  # fmt: skip
         assert "after_fork" not in logs[1]
-        poll(lambda: not _retrying(), 2.0, what="the retry thread to end")
+        poll(lambda: not _retrying(h), 2.0, what="the retry thread to end")
         assert h.shutdown(timeout_s=3)
         with pytest.raises(urllib.error.URLError):  # shutdown stopped what the retries started
             scrape(f"127.0.0.1:{port}")
@@ -162,10 +161,10 @@ class TestPortInUseAtConfigure:
             busy.listen()
             port = busy.getsockname()[1]
             h = local(handles, prometheus_addr=f"127.0.0.1:{port}")
-            assert _retrying()
+            assert _retrying(h)
             assert h.shutdown(timeout_s=3)
         with structlog.testing.capture_logs() as logs:
-            poll(lambda: not _retrying(), 2.0, what="the retry thread to stop")
+            poll(lambda: not _retrying(h), 2.0, what="the retry thread to stop")
         assert h.prometheus_addr is None and bindable(port) and logs == []
 
     def test_a_host_that_cannot_be_bound_is_not_retried(
@@ -173,11 +172,13 @@ class TestPortInUseAtConfigure:
     ) -> None:
         with structlog.testing.capture_logs() as logs:
             h = local(handles, prometheus_addr="192.0.2.1:9464")  # TEST-NET-1: no local address
-        assert h.prometheus_addr is None and not _retrying()
+        assert h.prometheus_addr is None and h._rebind_thread is None
         (failed,) = logs
         assert failed["event"] == "telemetry.prometheus_failed"
         assert "retrying_for_s" not in failed and "hint" not in failed, failed
 
 
-def _retrying() -> bool:
-    return any(t.name == "graphai-metrics-rebind" for t in threading.enumerate())
+def _retrying(h: TelemetryHandle) -> bool:
+    """``h``'s own retry thread is alive (another test's handle may still be winding down)."""
+    thread = h._rebind_thread
+    return thread is not None and thread.is_alive()
